@@ -1,0 +1,170 @@
+//! The `transactions` function: the fintx HTTP API for accounts (and, as the ledger
+//! grows, transfers and payments). Each request goes event → domain command → store →
+//! response; this crate only translates.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use fintx_adapters::http::{body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject};
+use fintx_adapters::system;
+use fintx_domain::account::{Account, AccountName, Metadata, NewAccount};
+use fintx_domain::auth::{Principal, Scope};
+use fintx_domain::ids::AccountId;
+use fintx_domain::money::{format_decimal, Amount, Currency};
+use fintx_domain::ports::{AccountStore, CursorKeySource, PAGE_LIMIT_MAX};
+use fintx_domain::DomainError;
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+
+/// Largest request body the API reads. Every valid request is far smaller; anything
+/// larger is refused before parsing.
+pub const BODY_MAX_BYTES: usize = 64 * 1024;
+pub const PAGE_LIMIT_DEFAULT: usize = 25;
+
+/// Everything a request needs, built once per cold start.
+pub struct App {
+    pub accounts: Arc<dyn AccountStore>,
+    pub cursor_keys: Arc<dyn CursorKeySource>,
+    /// Local development only (see `Settings::dev_auth_headers`).
+    pub dev_auth_headers: bool,
+}
+
+/// Handles one API request. Never fails: every error becomes a problem response.
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    match route(app, &request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let code = error.code();
+            if code.status() >= 500 {
+                tracing::error!(code = code.as_str(), "request failed");
+            } else {
+                tracing::info!(code = code.as_str(), status = code.status(), "request refused");
+            }
+            problem_response(&error)
+        }
+    }
+}
+
+async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
+    let caller = principal(request, app.dev_auth_headers)?;
+    let path = route_path(request).trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = request.method();
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["v1", "accounts"]) => create_account(app, &caller, request).await,
+        (&Method::GET, ["v1", "accounts"]) => list_accounts(app, &caller, request).await,
+        (&Method::GET, ["v1", "accounts", id]) => get_account(app, &caller, id).await,
+        _ => Err(DomainError::NotFound),
+    }
+}
+
+async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
+    caller.require(Scope::LedgerWrite)?;
+    let command = parse_new_account(body_bytes(request, BODY_MAX_BYTES)?)?;
+    let now = system::now();
+    let account = Account::open(
+        AccountId::from_ulid(system::new_ulid(now)),
+        caller.tenant.clone(),
+        command,
+        now,
+    );
+    app.accounts.insert_account(&account).await?;
+    tracing::info!(account_id = %account.id, "account opened");
+    Ok(json_response(201, &account_view(&account)))
+}
+
+/// `POST /v1/accounts` body → validated command.
+pub fn parse_new_account(body: &[u8]) -> Result<NewAccount, DomainError> {
+    let mut object = JsonObject::parse(body)?;
+    let currency_code = object.required_string("currency")?;
+    let name = object.string("name")?;
+    let overdraft_limit = object.amount("overdraft_limit")?;
+    let metadata = object.string_map("metadata")?;
+    object.finish()?;
+    let currency = Currency::parse(&currency_code)?;
+    Ok(NewAccount {
+        currency,
+        name: name.as_deref().map(AccountName::parse).transpose()?,
+        overdraft_limit: match overdraft_limit {
+            Some(text) => Amount::parse(&text, currency)?,
+            None => Amount::ZERO,
+        },
+        metadata: Metadata::parse(metadata.unwrap_or_default())?,
+    })
+}
+
+async fn get_account(app: &App, caller: &Principal, id: &str) -> Result<Response<Body>, DomainError> {
+    caller.require(Scope::LedgerRead)?;
+    let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
+    let account = app
+        .accounts
+        .get_account(&caller.tenant, &id)
+        .await?
+        .ok_or(DomainError::AccountNotFound)?;
+    Ok(json_response(200, &account_view(&account)))
+}
+
+const ACCOUNTS_LISTING: &str = "accounts";
+
+async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
+    caller.require(Scope::LedgerRead)?;
+    let limit = page_limit(request)?;
+    let before = match query_param(request, "cursor") {
+        None => None,
+        Some(cursor) => {
+            let key = app.cursor_keys.cursor_key().await?;
+            let position = key.open(&caller.tenant, ACCOUNTS_LISTING, &cursor)?;
+            Some(AccountId::parse(&position).ok_or(DomainError::InvalidCursor)?)
+        }
+    };
+    let page = app.accounts.list_accounts(&caller.tenant, limit, before).await?;
+    let next_cursor = match page.next {
+        None => None,
+        Some(last) => {
+            let key = app.cursor_keys.cursor_key().await?;
+            Some(key.seal(&caller.tenant, ACCOUNTS_LISTING, &last.to_string()))
+        }
+    };
+    let data: Vec<Value> = page.items.iter().map(account_view).collect();
+    Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
+}
+
+/// `limit` query parameter: 1..=100, default 25.
+pub fn page_limit(request: &Request) -> Result<usize, DomainError> {
+    match query_param(request, "limit") {
+        None => Ok(PAGE_LIMIT_DEFAULT),
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => Ok(limit),
+            _ => Err(DomainError::invalid_request(format!("limit must be an integer from 1 to {PAGE_LIMIT_MAX}"))),
+        },
+    }
+}
+
+/// The account as the API shows it (SPEC §6).
+pub fn account_view(account: &Account) -> Value {
+    let c = account.currency;
+    let available = account
+        .balance
+        .available()
+        .map(|a| format_decimal(a, c))
+        .unwrap_or_default();
+    json!({
+        "id": account.id,
+        "currency": c.code(),
+        "name": account.name.as_ref().map(AccountName::as_str),
+        "holder": Value::Null,
+        "overdraft_limit": format_decimal(account.overdraft_limit.value(), c),
+        "balance": {
+            "posted": format_decimal(account.balance.posted, c),
+            "pending_debits": format_decimal(account.balance.pending_debits, c),
+            "pending_credits": format_decimal(account.balance.pending_credits, c),
+            "available": available,
+        },
+        "metadata": account.metadata.pairs(),
+        "kind": account.kind.as_str(),
+        "status": "open",
+        "created_at": account.created_at,
+        "version": account.version,
+    })
+}

@@ -1,0 +1,27 @@
+//! Cold start of the `transactions` function: read settings, build the SDK clients once,
+//! then serve requests.
+
+use std::sync::Arc;
+
+use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::kms::KmsCursorKeys;
+use fintx_adapters::settings::Settings;
+use lambda_http::{run, service_fn, Error, Request};
+use transactions::{handle, App};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    if settings.dev_auth_headers {
+        tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
+    }
+    let config = fintx_adapters::aws::sdk_config().await;
+    let app = App {
+        accounts: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone())),
+        cursor_keys: Arc::new(KmsCursorKeys::new(aws_sdk_kms::Client::new(&config), settings.cursor_key_id.clone())),
+        dev_auth_headers: settings.dev_auth_headers,
+    };
+    let app = &app;
+    run(service_fn(move |request: Request| async move { Ok::<_, Error>(handle(app, request).await) })).await
+}

@@ -1,0 +1,244 @@
+//! HTTP plumbing shared by the functions: who is calling, strict JSON bodies, and
+//! RFC 9457 problem responses.
+
+use std::collections::BTreeMap;
+
+use fintx_domain::auth::Principal;
+use fintx_domain::{DomainError, Problem};
+use lambda_http::http::header::{CONTENT_TYPE, HeaderValue};
+use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Map, Value};
+
+pub const DEV_TENANT_HEADER: &str = "x-fintx-tenant";
+pub const DEV_SCOPES_HEADER: &str = "x-fintx-scopes";
+
+/// The verified caller. Claims come from the API Gateway JWT authorizer; with
+/// `dev_headers` (local development only) a request without claims may name its tenant
+/// and scopes in `x-fintx-*` headers instead.
+pub fn principal(request: &Request, dev_headers: bool) -> Result<Principal, DomainError> {
+    let claims = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims)
+            .filter(|claims| !claims.is_empty()),
+        _ => None,
+    };
+    if let Some(claims) = claims {
+        return Principal::from_claims(
+            claims.get("tenant_id").map(String::as_str),
+            claims.get("scope").map(String::as_str),
+            claims.get("sub").map(String::as_str),
+        );
+    }
+    if dev_headers {
+        let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+        return Principal::from_claims(header(DEV_TENANT_HEADER), header(DEV_SCOPES_HEADER), Some("dev-headers"));
+    }
+    Err(DomainError::Unauthenticated)
+}
+
+/// The API route below `/v1`, whatever prefix the front end adds (a stage, or the
+/// `/lambda-url/<function>` of the local runner).
+pub fn route_path(request: &Request) -> &str {
+    let path = request.uri().path();
+    match path.find("/v1/") {
+        Some(start) => &path[start..],
+        None => path,
+    }
+}
+
+pub fn query_param(request: &Request, name: &str) -> Option<String> {
+    request
+        .query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+        .map(str::to_owned)
+}
+
+/// The raw body, refused when larger than `max_bytes`.
+pub fn body_bytes(request: &Request, max_bytes: usize) -> Result<&[u8], DomainError> {
+    let bytes: &[u8] = request.body().as_ref();
+    if bytes.len() > max_bytes {
+        return Err(DomainError::PayloadTooLarge(max_bytes));
+    }
+    Ok(bytes)
+}
+
+pub fn json_response<T: serde::Serialize>(status: u16, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => respond(status, "application/json", bytes),
+        Err(error) => {
+            tracing::error!(%error, "response serialisation failed");
+            problem_response(&DomainError::Unavailable)
+        }
+    }
+}
+
+pub fn problem_response(error: &DomainError) -> Response<Body> {
+    let problem = Problem::from(error);
+    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+    respond(problem.status, "application/problem+json", bytes)
+}
+
+fn respond(status: u16, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::Binary(bytes));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON object read field by field. Each accessor removes the field it reads, and
+/// [`JsonObject::finish`] refuses whatever is left, so unknown fields never pass silently.
+/// Errors name the field but never echo its value.
+pub struct JsonObject {
+    fields: Map<String, Value>,
+    path: String,
+}
+
+impl JsonObject {
+    /// Parses a request body that must be a JSON object.
+    pub fn parse(bytes: &[u8]) -> Result<Self, DomainError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|_| DomainError::invalid_request("the body is not valid JSON"))?;
+        match value {
+            Value::Object(fields) => Ok(Self { fields, path: String::new() }),
+            _ => Err(DomainError::invalid_request("the body must be a JSON object")),
+        }
+    }
+
+    /// An empty body reads as `{}`: routes whose fields are all optional accept it.
+    pub fn parse_optional(bytes: &[u8]) -> Result<Self, DomainError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            Ok(Self { fields: Map::new(), path: String::new() })
+        } else {
+            Self::parse(bytes)
+        }
+    }
+
+    fn name(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
+    /// Takes a field; JSON `null` reads as absent.
+    fn take(&mut self, field: &str) -> Option<Value> {
+        self.fields.remove(field).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&mut self, field: &str) -> Result<Option<String>, DomainError> {
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(DomainError::invalid_request(format!("`{}` must be a string", self.name(field)))),
+        }
+    }
+
+    pub fn required_string(&mut self, field: &str) -> Result<String, DomainError> {
+        self.string(field)?
+            .ok_or_else(|| DomainError::invalid_request(format!("`{}` is required", self.name(field))))
+    }
+
+    /// An amount field: a decimal *string*. A JSON number is refused as
+    /// `invalid_amount`, since it may already have lost precision in the client.
+    pub fn amount(&mut self, field: &str) -> Result<Option<String>, DomainError> {
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(Value::Number(_)) => Err(DomainError::InvalidAmount(
+                "amounts are decimal strings such as \"12.34\", not JSON numbers",
+            )),
+            Some(_) => Err(DomainError::InvalidAmount("amounts are decimal strings such as \"12.34\"")),
+        }
+    }
+
+    pub fn boolean(&mut self, field: &str) -> Result<Option<bool>, DomainError> {
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(DomainError::invalid_request(format!("`{}` must be true or false", self.name(field)))),
+        }
+    }
+
+    pub fn object(&mut self, field: &str) -> Result<Option<JsonObject>, DomainError> {
+        let path = self.name(field);
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::Object(fields)) => Ok(Some(JsonObject { fields, path })),
+            Some(_) => Err(DomainError::invalid_request(format!("`{path}` must be an object"))),
+        }
+    }
+
+    /// An object whose values are all strings (metadata).
+    pub fn string_map(&mut self, field: &str) -> Result<Option<BTreeMap<String, String>>, DomainError> {
+        let path = self.name(field);
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::Object(fields)) => fields
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(v) => Ok((k, v)),
+                    _ => Err(DomainError::invalid_request(format!("values of `{path}` must be strings"))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(DomainError::invalid_request(format!("`{path}` must be an object"))),
+        }
+    }
+
+    /// Refuses any field no accessor took.
+    pub fn finish(self) -> Result<(), DomainError> {
+        match self.fields.keys().next() {
+            None => Ok(()),
+            Some(field) => {
+                // Field names come from the client; keep what is echoed short and plain.
+                let shown: String = field.chars().filter(|c| !c.is_control()).take(64).collect();
+                let name = if self.path.is_empty() { shown } else { format!("{}.{shown}", self.path) };
+                Err(DomainError::UnknownField(name))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fintx_domain::ErrorCode;
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let mut o = JsonObject::parse(br#"{"a":"x","nested":{"b":"y","c":1}}"#).unwrap();
+        assert_eq!(o.string("a").unwrap().as_deref(), Some("x"));
+        let mut nested = o.object("nested").unwrap().unwrap();
+        nested.string("b").unwrap();
+        assert_eq!(nested.finish(), Err(DomainError::UnknownField("nested.c".into())));
+        assert!(o.finish().is_ok());
+    }
+
+    #[test]
+    fn amounts_must_be_strings() {
+        let mut o = JsonObject::parse(br#"{"amount": 12.5}"#).unwrap();
+        assert_eq!(o.amount("amount").unwrap_err().code(), ErrorCode::InvalidAmount);
+    }
+
+    #[test]
+    fn garbage_and_non_objects_are_invalid_requests() {
+        for body in [&b"{"[..], b"[]", b"\"x\"", b"\xff\xfe", b""] {
+            assert_eq!(JsonObject::parse(body).err().map(|e| e.code()), Some(ErrorCode::InvalidRequest));
+        }
+    }
+
+    #[test]
+    fn type_errors_never_echo_the_value() {
+        let mut o = JsonObject::parse(br#"{"name": {"secret": "4111111111111111"}}"#).unwrap();
+        let err = o.string("name").unwrap_err();
+        assert!(!err.to_string().contains("4111"));
+    }
+}

@@ -1,0 +1,11 @@
+//! fintx adapters: the DynamoDB store, KMS wiring, typed settings, the HTTP plumbing the
+//! functions share, and in-memory stand-ins for unit tests and benchmarks.
+#![forbid(unsafe_code)]
+
+pub mod aws;
+pub mod dynamo;
+pub mod http;
+pub mod kms;
+pub mod memory;
+pub mod settings;
+pub mod system;

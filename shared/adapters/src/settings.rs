@@ -1,0 +1,114 @@
+//! Typed settings, read once at cold start from the environment that template.yaml sets.
+
+use std::fmt;
+
+/// The names of the four tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub ledger: String,
+    pub idempotency: String,
+    pub webhook_events: String,
+    pub analytics: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub tables: Tables,
+    /// The symmetric KMS key of envelope encryption.
+    pub kms_key_id: String,
+    /// The KMS HMAC key the cursor signing key is derived from.
+    pub cursor_key_id: String,
+    /// Local development only: accept claims from `x-fintx-*` headers when the request
+    /// carries no verified JWT claims. Never set by template.yaml.
+    pub dev_auth_headers: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub problem: &'static str,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "environment variable {} {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+pub const DEV_AUTH_VARIABLE: &str = "FINTX_DEV_AUTH";
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let required = |variable: &'static str| -> Result<String, SettingsError> {
+            match lookup(variable) {
+                Some(value) if !value.trim().is_empty() => Ok(value),
+                _ => Err(SettingsError { variable, problem: "is not set" }),
+            }
+        };
+        let dev_auth_headers = match lookup(DEV_AUTH_VARIABLE).as_deref() {
+            None | Some("") => false,
+            Some("headers") => true,
+            Some(_) => {
+                return Err(SettingsError {
+                    variable: DEV_AUTH_VARIABLE,
+                    problem: "may only be \"headers\" (local development) or unset",
+                })
+            }
+        };
+        Ok(Self {
+            tables: Tables {
+                ledger: required("FINTX_LEDGER_TABLE")?,
+                idempotency: required("FINTX_IDEMPOTENCY_TABLE")?,
+                webhook_events: required("FINTX_WEBHOOK_EVENTS_TABLE")?,
+                analytics: required("FINTX_ANALYTICS_TABLE")?,
+            },
+            kms_key_id: required("FINTX_KMS_KEY_ID")?,
+            cursor_key_id: required("FINTX_CURSOR_KEY_ID")?,
+            dev_auth_headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const FULL: [(&str, &str); 6] = [
+        ("FINTX_LEDGER_TABLE", "l"),
+        ("FINTX_IDEMPOTENCY_TABLE", "i"),
+        ("FINTX_WEBHOOK_EVENTS_TABLE", "w"),
+        ("FINTX_ANALYTICS_TABLE", "a"),
+        ("FINTX_KMS_KEY_ID", "k"),
+        ("FINTX_CURSOR_KEY_ID", "c"),
+    ];
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = Settings::from_lookup(env(&FULL[1..])).unwrap_err();
+        assert_eq!(err.variable, "FINTX_LEDGER_TABLE");
+        assert!(err.to_string().contains("FINTX_LEDGER_TABLE"));
+    }
+
+    #[test]
+    fn dev_auth_is_off_unless_explicitly_headers() {
+        assert!(!Settings::from_lookup(env(&FULL)).unwrap().dev_auth_headers);
+        let mut on = FULL.to_vec();
+        on.push(("FINTX_DEV_AUTH", "headers"));
+        assert!(Settings::from_lookup(env(&on)).unwrap().dev_auth_headers);
+        let mut odd = FULL.to_vec();
+        odd.push(("FINTX_DEV_AUTH", "yes"));
+        assert!(Settings::from_lookup(env(&odd)).is_err());
+    }
+}

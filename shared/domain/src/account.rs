@@ -1,0 +1,191 @@
+//! Accounts and their balances (SPEC §6).
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use crate::auth::TenantId;
+use crate::clock::Timestamp;
+use crate::error::DomainError;
+use crate::ids::AccountId;
+use crate::money::{Amount, Currency};
+
+pub const NAME_MAX_CHARS: usize = 200;
+pub const METADATA_MAX_KEYS: usize = 20;
+pub const METADATA_KEY_MAX_CHARS: usize = 40;
+pub const METADATA_VALUE_MAX_CHARS: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountKind {
+    /// A tenant's customer account, bound by its overdraft limit.
+    Customer,
+    /// A connector's settlement account for a tenant and currency; it has no limit
+    /// because its balance mirrors money in flight at the bank.
+    Clearing,
+}
+
+impl AccountKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Customer => "customer",
+            AccountKind::Clearing => "clearing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "customer" => Some(AccountKind::Customer),
+            "clearing" => Some(AccountKind::Clearing),
+            _ => None,
+        }
+    }
+}
+
+/// Free-form string pairs a client attaches to a record. Bounded, and never interpreted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata(BTreeMap<String, String>);
+
+impl Metadata {
+    pub fn parse(pairs: BTreeMap<String, String>) -> Result<Self, DomainError> {
+        if pairs.len() > METADATA_MAX_KEYS {
+            return Err(DomainError::invalid_request(format!(
+                "metadata may hold at most {METADATA_MAX_KEYS} keys"
+            )));
+        }
+        for (key, value) in &pairs {
+            let key_chars = key.chars().count();
+            if key_chars == 0 || key_chars > METADATA_KEY_MAX_CHARS {
+                return Err(DomainError::invalid_request(format!(
+                    "metadata keys are 1 to {METADATA_KEY_MAX_CHARS} characters"
+                )));
+            }
+            if value.chars().count() > METADATA_VALUE_MAX_CHARS {
+                return Err(DomainError::invalid_request(format!(
+                    "metadata values are at most {METADATA_VALUE_MAX_CHARS} characters"
+                )));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn pairs(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+/// A display name for an account. Bounded and free of control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountName(String);
+
+impl AccountName {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let chars = text.chars().count();
+        if chars == 0 || chars > NAME_MAX_CHARS || text.chars().any(char::is_control) {
+            return Err(DomainError::invalid_request(format!(
+                "name is 1 to {NAME_MAX_CHARS} printable characters"
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Balances of an account. `posted` is signed (credits − debits); the pending totals are
+/// the sums of open holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balance {
+    pub posted: Decimal,
+    pub pending_debits: Decimal,
+    pub pending_credits: Decimal,
+}
+
+impl Balance {
+    pub const ZERO: Balance = Balance {
+        posted: Decimal::ZERO,
+        pending_debits: Decimal::ZERO,
+        pending_credits: Decimal::ZERO,
+    };
+
+    /// `posted − pending_debits`: what the account can still spend before its limit.
+    pub fn available(&self) -> Result<Decimal, DomainError> {
+        self.posted.checked_sub(self.pending_debits).ok_or(DomainError::Overflow)
+    }
+}
+
+/// What a client asks for when it opens an account, already validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccount {
+    pub currency: Currency,
+    pub name: Option<AccountName>,
+    pub overdraft_limit: Amount,
+    pub metadata: Metadata,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub tenant: TenantId,
+    pub currency: Currency,
+    pub name: Option<AccountName>,
+    pub overdraft_limit: Amount,
+    pub balance: Balance,
+    pub metadata: Metadata,
+    pub kind: AccountKind,
+    pub created_at: Timestamp,
+    pub version: u64,
+}
+
+impl Account {
+    /// A new customer account: zero balances, version 1.
+    pub fn open(id: AccountId, tenant: TenantId, request: NewAccount, now: Timestamp) -> Self {
+        Self {
+            id,
+            tenant,
+            currency: request.currency,
+            name: request.name,
+            overdraft_limit: request.overdraft_limit,
+            balance: Balance::ZERO,
+            metadata: request.metadata,
+            kind: AccountKind::Customer,
+            created_at: now,
+            version: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_bounded() {
+        let many: BTreeMap<_, _> = (0..21).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert!(Metadata::parse(many).is_err());
+        let long_value = BTreeMap::from([("k".to_owned(), "x".repeat(501))]);
+        assert!(Metadata::parse(long_value).is_err());
+        let empty_key = BTreeMap::from([(String::new(), "v".to_owned())]);
+        assert!(Metadata::parse(empty_key).is_err());
+        assert!(Metadata::parse(BTreeMap::from([("k".to_owned(), "v".to_owned())])).is_ok());
+    }
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        assert!(AccountName::parse("Operating").is_ok());
+        assert!(AccountName::parse("").is_err());
+        assert!(AccountName::parse("a\u{0}b").is_err());
+        assert!(AccountName::parse(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn available_subtracts_pending_debits_only() {
+        let b = Balance {
+            posted: Decimal::new(1000, 2),
+            pending_debits: Decimal::new(300, 2),
+            pending_credits: Decimal::new(5000, 2),
+        };
+        assert_eq!(b.available().unwrap(), Decimal::new(700, 2));
+    }
+}

@@ -1,0 +1,15 @@
+//! The fintx domain: money, identifiers, accounts, errors and the ports adapters
+//! implement. Pure: no AWS, no I/O, no floating point.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod auth;
+pub mod clock;
+pub mod cursor;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod ports;
+pub mod secret;
+
+pub use error::{DomainError, ErrorCode, Problem};
