@@ -1,0 +1,310 @@
+//! Test support for fintx: a fresh slice of the local emulator stack per test, and
+//! API Gateway v2 events built the way API Gateway builds them.
+//!
+//! The emulator is started by `make test` (scripts/test.sh), which exports
+//! `AWS_ENDPOINT_URL` and `FINTX_TABLE_SPECS`. A test that needs the emulator and does
+//! not find it fails with a message saying so; it never skips itself.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::kms::KmsCursorKeys;
+use fintx_adapters::settings::Tables;
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+
+pub mod openapi;
+
+/// The repository root (the tests crate sits one level below it).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn required_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!(
+            "{name} is not set: emulator-backed tests run through `make test`, which starts \
+             the single-threaded moto server and exports it"
+        ),
+    }
+}
+
+/// Fresh tables (named after the template's) and fresh KMS keys on the shared emulator.
+/// Each test gets its own, so tests run in parallel and tables stay small, which keeps
+/// moto's per-transaction copying cheap.
+pub struct Stack {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub tables: Tables,
+    pub kms_key_id: String,
+    pub cursor_key_id: String,
+}
+
+static STACK_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Stack {
+    pub async fn fresh() -> Stack {
+        required_env("AWS_ENDPOINT_URL");
+        let specs_path = required_env("FINTX_TABLE_SPECS");
+        let specs: Vec<Value> = serde_json::from_str(
+            &std::fs::read_to_string(&specs_path).unwrap_or_else(|e| panic!("reading {specs_path}: {e}")),
+        )
+        .expect("table specs are JSON");
+        let config = fintx_adapters::aws::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        let kms = aws_sdk_kms::Client::new(&config);
+        let suffix = format!(
+            "{}-{}",
+            std::process::id(),
+            STACK_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut names = std::collections::HashMap::new();
+        for spec in &specs {
+            let logical = spec["logical_id"].as_str().expect("logical id");
+            let name = format!("{logical}-{suffix}");
+            create_table(&dynamo, &name, spec).await;
+            names.insert(logical.to_owned(), name);
+        }
+        let kms_key_id = kms
+            .create_key()
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .send()
+            .await
+            .expect("create KMS key")
+            .key_metadata
+            .expect("key metadata")
+            .key_id;
+        let cursor_key_id = kms
+            .create_key()
+            .key_spec(KeySpec::Hmac256)
+            .key_usage(KeyUsageType::GenerateVerifyMac)
+            .send()
+            .await
+            .expect("create KMS HMAC key")
+            .key_metadata
+            .expect("key metadata")
+            .key_id;
+        let table = |logical: &str| names.get(logical).cloned().unwrap_or_else(|| panic!("template has no {logical}"));
+        Stack {
+            tables: Tables {
+                ledger: table("LedgerTable"),
+                idempotency: table("IdempotencyTable"),
+                webhook_events: table("WebhookEventsTable"),
+                analytics: table("AnalyticsTable"),
+            },
+            dynamo,
+            kms,
+            kms_key_id,
+            cursor_key_id,
+        }
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.dynamo.clone(), self.tables.clone())
+    }
+
+    /// The transactions function wired to this stack, as its `main` wires it.
+    pub fn transactions_app(&self) -> transactions::App {
+        transactions::App {
+            accounts: Arc::new(self.store()),
+            cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
+            dev_auth_headers: false,
+        }
+    }
+
+    /// Every item of a table, read through the SDK.
+    pub async fn scan_all(&self, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        for _ in 0..1_000 {
+            let page = self
+                .dynamo
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        items
+    }
+}
+
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, spec: &Value) {
+    let create = &spec["create"];
+    let key_schema = |v: &Value| -> Vec<KeySchemaElement> {
+        v.as_array()
+            .expect("key schema")
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().expect("name"))
+                    .key_type(KeyType::from(k["KeyType"].as_str().expect("type")))
+                    .build()
+                    .expect("key schema element")
+            })
+            .collect()
+    };
+    let mut request = dynamo
+        .create_table()
+        .table_name(name)
+        .billing_mode(create["BillingMode"].as_str().unwrap_or("PAY_PER_REQUEST").into())
+        .set_key_schema(Some(key_schema(&create["KeySchema"])))
+        .set_attribute_definitions(Some(
+            create["AttributeDefinitions"]
+                .as_array()
+                .expect("attribute definitions")
+                .iter()
+                .map(|a| {
+                    AttributeDefinition::builder()
+                        .attribute_name(a["AttributeName"].as_str().expect("name"))
+                        .attribute_type(ScalarAttributeType::from(a["AttributeType"].as_str().expect("type")))
+                        .build()
+                        .expect("attribute definition")
+                })
+                .collect(),
+        ));
+    if let Some(indexes) = create["GlobalSecondaryIndexes"].as_array() {
+        for index in indexes {
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index["IndexName"].as_str().expect("index name"))
+                    .set_key_schema(Some(key_schema(&index["KeySchema"])))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(
+                                index["Projection"]["ProjectionType"].as_str().unwrap_or("ALL"),
+                            ))
+                            .build(),
+                    )
+                    .build()
+                    .expect("gsi"),
+            );
+        }
+    }
+    if let Some(view) = create["StreamSpecification"]["StreamViewType"].as_str() {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .expect("stream spec"),
+        );
+    }
+    request.send().await.unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+    if let Some(attribute) = spec["ttl_attribute"].as_str() {
+        dynamo
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(attribute)
+                    .build()
+                    .expect("ttl spec"),
+            )
+            .send()
+            .await
+            .expect("update ttl");
+    }
+}
+
+/// Claims as the API Gateway JWT authorizer passes them to the function.
+pub fn claims(tenant: &str, scope: &str) -> Value {
+    json!({ "tenant_id": tenant, "scope": scope, "sub": "user-1" })
+}
+
+/// An API Gateway HTTP API (payload v2) event.
+pub fn api_event(method: &str, path_and_query: &str, body: Option<&str>, claims: Option<Value>) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut query_parameters = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        query_parameters.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": { "content-type": "application/json", "host": "api.fintx.test" },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.fintx.test",
+            "domainPrefix": "api",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "fintx-tests" },
+            "requestId": "req-1",
+            "routeKey": format!("{method} {path}"),
+            "stage": "$default",
+            "time": "24/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1_795_478_400_000_i64
+        },
+        "isBase64Encoded": false
+    });
+    if !query_parameters.is_empty() {
+        event["queryStringParameters"] = Value::Object(query_parameters);
+    }
+    if let Some(body) = body {
+        event["body"] = Value::String(body.to_owned());
+    }
+    if let Some(claims) = claims {
+        event["requestContext"]["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    event
+}
+
+pub fn request(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// A handler's response, read back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+    pub headers: lambda_http::http::HeaderMap,
+}
+
+pub fn reply(response: Response<Body>) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes: &[u8] = response.body().as_ref();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
+    Reply { status, content_type, body, headers }
+}
+
+impl Reply {
+    /// Asserts an RFC 9457 problem with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.body["code"].as_str()),
+            (status, Some(code)),
+            "expected {status} {code}, got {self:?}"
+        );
+        assert_eq!(self.content_type, "application/problem+json");
+        for field in ["type", "title", "detail"] {
+            assert!(self.body[field].is_string(), "problem lacks {field}: {:?}", self.body);
+        }
+        assert_eq!(self.body["status"], status);
+    }
+}

@@ -1,1 +1,37 @@
-fn main() {}
+//! Cold start of the `analytics-rollups` function. Lambda invokes it with stream batches
+//! and with API Gateway requests; the event's shape says which.
+
+use analytics_rollups::{handle_http, handle_stream, App};
+use fintx_adapters::settings::Settings;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Service};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    if settings.dev_auth_headers {
+        tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
+    }
+    let app = App {
+        dev_auth_headers: settings.dev_auth_headers,
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let (payload, context) = event.into_parts();
+        if payload.get("Records").is_some() {
+            let batch = serde_json::from_value(payload)?;
+            let response = handle_stream(app, batch).await;
+            return Ok::<Value, Error>(serde_json::to_value(response)?);
+        }
+        let request: LambdaRequest = serde_json::from_value(payload)?;
+        let mut adapter = Adapter::from(service_fn(move |request| async move {
+            Ok::<_, Error>(handle_http(app, request).await)
+        }));
+        let response = adapter.call(LambdaEvent::new(request, context)).await?;
+        Ok(serde_json::to_value(response)?)
+    }))
+    .await
+}

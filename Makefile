@@ -1,0 +1,32 @@
+# fintx: the two commands a newcomer needs are `make dev` and `make test`.
+.PHONY: dev dev-up dev-down test venv events validate bench clean-local
+
+## Start the local stack in the foreground, run the demo; Ctrl-C stops everything.
+dev: venv
+	scripts/dev.sh foreground
+
+## Start the same stack in the background; returns once it answers.
+dev-up: venv
+	scripts/dev.sh background
+
+## Stop the background stack by the PIDs it recorded.
+dev-down:
+	scripts/dev.sh stop
+
+## Every test: template validation, unit, property and emulator-backed tests.
+test:
+	scripts/test.sh
+
+venv:
+	scripts/bootstrap-venv.sh
+
+## Regenerate events/ from `sam local generate-event` and the template's routes.
+events: venv
+	.venv/bin/python scripts/gen_events.py
+
+validate: venv
+	.venv/bin/python scripts/validate_template.py template.yaml
+
+clean-local:
+	scripts/dev.sh stop || true
+	rm -rf .fintx

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make test`: every test. Validates the template offline, starts a private
+# single-threaded moto server, runs the whole Rust workspace's tests against it, and
+# stops the server whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap-venv.sh
+
+echo "== template validation"
+.venv/bin/python scripts/validate_template.py template.yaml
+
+state=.fintx/test-$$
+mkdir -p "$state"
+stop() {
+  .venv/bin/python scripts/fintx_local.py moto-stop "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
+trap stop EXIT
+
+echo "== starting the emulator"
+if ! url=$(.venv/bin/python scripts/fintx_local.py moto-start "$state"); then
+  echo "make test: the moto emulator did not start; emulator-backed tests cannot run" >&2
+  cat "$state/moto.log" >&2 || true
+  exit 1
+fi
+echo "moto (single-threaded) at $url"
+.venv/bin/python scripts/fintx_local.py table-specs "$state/tables.json"
+
+export AWS_ENDPOINT_URL="$url"
+export AWS_ACCESS_KEY_ID=fintx-local AWS_SECRET_ACCESS_KEY=fintx-local
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export FINTX_TABLE_SPECS="$PWD/$state/tables.json"
+export FINTX_PYTHON="$PWD/.venv/bin/python"
+unset FINTX_DEV_AUTH
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"
