@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The local stack: single-threaded moto (DynamoDB, Streams, KMS) with the template's
+# tables and keys, all three functions under `cargo lambda watch`, .fintx/local.env,
+# and a short demo.
+#   dev.sh foreground   start, run the demo, stay up until Ctrl-C, then stop everything
+#   dev.sh background   start, run the demo, return (stop with `dev.sh stop`)
+#   dev.sh stop         stop what a background start recorded
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=.fintx/dev
+env_file=.fintx/local.env
+py=.venv/bin/python
+
+stop_all() {
+  for pidfile in "$state"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    name=$(basename "$pidfile" .pid)
+    [ "$name" = moto ] && continue
+    pid=$(cat "$pidfile")
+    # Each helper runs in its own session; stop the whole process group.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+  "$py" scripts/fintx_local.py moto-stop "$state" >/dev/null 2>&1 || true
+  echo "local stack stopped"
+}
+
+free_port() {
+  "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_all() {
+  mkdir -p "$state"
+  stop_all >/dev/null
+  rm -f "$env_file"
+
+  echo "== moto (single-threaded) on a free loopback port"
+  url=$("$py" scripts/fintx_local.py moto-start "$state")
+  echo "   $url"
+
+  echo "== tables and KMS keys from template.yaml"
+  "$py" scripts/fintx_local.py provision "$url" "$env_file"
+
+  port=$(free_port)
+  base="http://127.0.0.1:$port/lambda-url"
+  {
+    echo "FINTX_TRANSACTIONS_URL=$base/transactions"
+    echo "FINTX_WEBHOOKS_URL=$base/bank-webhooks"
+    echo "FINTX_ANALYTICS_URL=$base/analytics-rollups"
+  } >> "$env_file"
+
+  echo "== cargo lambda watch on port $port (the first request compiles; allow a few minutes)"
+  export CARGO_TARGET_DIR="$PWD/target"
+  setsid .venv/bin/cargo-lambda lambda watch \
+    --invoke-address 127.0.0.1 --invoke-port "$port" \
+    --env-file "$env_file" --env-var FINTX_DEV_AUTH=headers \
+    > "$state/watch.log" 2>&1 < /dev/null &
+  echo $! > "$state/watch.pid"
+
+  # shellcheck disable=SC1090
+  set -a; . "$env_file"; set +a
+  for _ in $(seq 1 900); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-fintx-tenant: dev' -H 'x-fintx-scopes: ledger:read' \
+      "$FINTX_TRANSACTIONS_URL/v1/accounts?limit=1" || true)
+    [ "$code" = 200 ] && break
+    if ! kill -0 "$(cat "$state/watch.pid")" 2>/dev/null; then
+      echo "cargo lambda watch exited; see $state/watch.log" >&2
+      tail -n 30 "$state/watch.log" >&2
+      stop_all
+      exit 1
+    fi
+    sleep 1
+  done
+  if [ "${code:-}" != 200 ]; then
+    echo "the transactions function did not answer; see $state/watch.log" >&2
+    stop_all
+    exit 1
+  fi
+  echo "== local stack is up; settings in $env_file"
+  scripts/demo.sh
+}
+
+case "${1:-}" in
+  stop) stop_all ;;
+  background) start_all ;;
+  foreground)
+    trap 'echo; stop_all; exit 0' INT TERM
+    start_all
+    echo
+    echo "Functions reload as you edit. Ctrl-C stops moto and the functions."
+    while kill -0 "$(cat "$state/watch.pid")" 2>/dev/null; do sleep 1; done
+    stop_all
+    ;;
+  *) echo "usage: dev.sh foreground|background|stop" >&2; exit 2 ;;
+esac
