@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 scripts/bootstrap-venv.sh
 
+echo "== formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== template validation"
 .venv/bin/python scripts/validate_template.py template.yaml
 

@@ -14,12 +14,88 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher, KmsDataKeys};
 use fintx_adapters::kms::KmsCursorKeys;
 use fintx_adapters::settings::Tables;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
 pub mod openapi;
+
+/// An SDK interceptor that counts operations by name (`GenerateDataKey`, `PutItem`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct CallCounter(Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    pub fn count(&self, operation: &str) -> u64 {
+        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.lock().unwrap().values().sum()
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            *self.0.lock().unwrap().entry(metadata.name().to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Captures every log line emitted on this thread while the guard lives.
+pub struct LogCapture {
+    buffer: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .finish();
+        LogCapture {
+            buffer,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The repository root (the tests crate sits one level below it).
 pub fn repo_root() -> std::path::PathBuf {
@@ -92,7 +168,12 @@ impl Stack {
             .key_metadata
             .expect("key metadata")
             .key_id;
-        let table = |logical: &str| names.get(logical).cloned().unwrap_or_else(|| panic!("template has no {logical}"));
+        let table = |logical: &str| {
+            names
+                .get(logical)
+                .cloned()
+                .unwrap_or_else(|| panic!("template has no {logical}"))
+        };
         Stack {
             tables: Tables {
                 ledger: table("LedgerTable"),
@@ -116,12 +197,41 @@ impl Stack {
         transactions::App {
             accounts: Arc::new(self.store()),
             cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
+            cipher: Arc::new(self.cipher(self.kms.clone(), CacheLimits::default())),
             dev_auth_headers: false,
         }
     }
 
+    /// The production envelope cipher over this stack's KMS key.
+    pub fn cipher(&self, kms: aws_sdk_kms::Client, limits: CacheLimits) -> EnvelopeCipher<KmsDataKeys> {
+        EnvelopeCipher::new(KmsDataKeys::new(kms, self.kms_key_id.clone()), limits)
+    }
+
+    /// A KMS client whose calls are counted by `counter`.
+    pub async fn counted_kms(&self, counter: &CallCounter) -> aws_sdk_kms::Client {
+        let config = fintx_adapters::aws::sdk_config().await;
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(&config)
+                .interceptor(counter.clone())
+                .build(),
+        )
+    }
+
+    /// A DynamoDB client whose calls are counted by `counter`.
+    pub async fn counted_dynamo(&self, counter: &CallCounter) -> aws_sdk_dynamodb::Client {
+        let config = fintx_adapters::aws::sdk_config().await;
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .interceptor(counter.clone())
+                .build(),
+        )
+    }
+
     /// Every item of a table, read through the SDK.
-    pub async fn scan_all(&self, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    pub async fn scan_all(
+        &self,
+        table: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         let mut items = Vec::new();
         let mut start = None;
         for _ in 0..1_000 {
@@ -204,7 +314,10 @@ async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, spec: &Valu
                 .expect("stream spec"),
         );
     }
-    request.send().await.unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
     if let Some(attribute) = spec["ttl_attribute"].as_str() {
         dynamo
             .update_time_to_live()
@@ -289,8 +402,17 @@ pub fn reply(response: Response<Body>) -> Reply {
         .unwrap_or_default()
         .to_owned();
     let bytes: &[u8] = response.body().as_ref();
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
-    Reply { status, content_type, body, headers }
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).expect("JSON body")
+    };
+    Reply {
+        status,
+        content_type,
+        body,
+        headers,
+    }
 }
 
 impl Reply {

@@ -35,7 +35,11 @@ impl Contract {
         match value.get("$ref").and_then(Value::as_str) {
             Some(reference) => {
                 let pointer = reference.trim_start_matches('#');
-                self.resolve(self.document.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {reference}")))
+                self.resolve(
+                    self.document
+                        .pointer(pointer)
+                        .unwrap_or_else(|| panic!("dangling $ref {reference}")),
+                )
             }
             None => value,
         }
@@ -54,17 +58,27 @@ impl Contract {
         let response = self.resolve(response);
         let schema = response["content"]
             .get(&reply.content_type)
-            .unwrap_or_else(|| panic!("{method} {path_template} {status} does not declare {}", reply.content_type))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {path_template} {status} does not declare {}",
+                    reply.content_type
+                )
+            })
             .get("schema")
             .expect("content has a schema");
         let mut root = serde_json::Map::new();
         root.insert("$schema".into(), "https://json-schema.org/draft/2020-12/schema".into());
         root.insert("$defs".into(), self.document["components"]["schemas"].clone());
         root.insert("allOf".into(), Value::Array(vec![schema.clone()]));
-        let text = Value::Object(root).to_string().replace("#/components/schemas/", "#/$defs/");
+        let text = Value::Object(root)
+            .to_string()
+            .replace("#/components/schemas/", "#/$defs/");
         let schema: Value = serde_json::from_str(&text).expect("schema JSON");
         let validator = jsonschema::validator_for(&schema).expect("openapi.yaml schemas compile");
-        let errors: Vec<String> = validator.iter_errors(&reply.body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&reply.body)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(
             errors.is_empty(),
             "{method} {path_template} {status} does not match openapi.yaml: {errors:?}\nbody: {}",

@@ -13,7 +13,14 @@ async fn call(app: &transactions::App, method: &str, path: &str, body: Option<&s
 }
 
 async fn open(app: &transactions::App, tenant: &str, body: Value) -> Reply {
-    call(app, "POST", "/v1/accounts", Some(&body.to_string()), Some(claims(tenant, WRITE))).await
+    call(
+        app,
+        "POST",
+        "/v1/accounts",
+        Some(&body.to_string()),
+        Some(claims(tenant, WRITE)),
+    )
+    .await
 }
 
 async fn ledger_items(stack: &Stack) -> usize {
@@ -44,10 +51,20 @@ async fn opening_an_account_returns_it_with_zero_balances_in_the_currency_expone
         json!({"posted": "0.00", "pending_debits": "0.00", "pending_credits": "0.00", "available": "0.00"})
     );
     assert_eq!(body["metadata"], json!({"team": "ops"}));
-    assert_eq!((body["kind"].as_str(), body["status"].as_str(), body["version"].as_u64()), (Some("customer"), Some("open"), Some(1)));
+    assert_eq!(
+        (body["kind"].as_str(), body["status"].as_str(), body["version"].as_u64()),
+        (Some("customer"), Some("open"), Some(1))
+    );
 
     let id = body["id"].as_str().unwrap();
-    let fetched = call(&app, "GET", &format!("/v1/accounts/{id}"), None, Some(claims("t1", READ))).await;
+    let fetched = call(
+        &app,
+        "GET",
+        &format!("/v1/accounts/{id}"),
+        None,
+        Some(claims("t1", READ)),
+    )
+    .await;
     assert_eq!(fetched.status, 200);
     contract.check("GET", "/v1/accounts/{id}", &fetched);
     assert_eq!(fetched.body, created.body, "the stored account reads back exactly");
@@ -63,9 +80,19 @@ async fn currencies_print_with_their_own_exponent() {
     let kwd = open(&app, "t1", json!({"currency": "KWD", "overdraft_limit": "1.125"})).await;
     assert_eq!((kwd.status, kwd.body["overdraft_limit"].as_str()), (201, Some("1.125")));
     assert_eq!(kwd.body["balance"]["available"], "0.000");
-    open(&app, "t1", json!({"currency": "JPY", "overdraft_limit": "100.5"})).await.assert_problem(400, "invalid_amount");
-    open(&app, "t1", json!({"currency": "USD", "overdraft_limit": "1.005"})).await.assert_problem(400, "invalid_amount");
-    open(&app, "t1", json!({"currency": "USD", "overdraft_limit": "1000000000000000"})).await.assert_problem(400, "invalid_amount");
+    open(&app, "t1", json!({"currency": "JPY", "overdraft_limit": "100.5"}))
+        .await
+        .assert_problem(400, "invalid_amount");
+    open(&app, "t1", json!({"currency": "USD", "overdraft_limit": "1.005"}))
+        .await
+        .assert_problem(400, "invalid_amount");
+    open(
+        &app,
+        "t1",
+        json!({"currency": "USD", "overdraft_limit": "1000000000000000"}),
+    )
+    .await
+    .assert_problem(400, "invalid_amount");
 }
 
 #[tokio::test]
@@ -75,8 +102,22 @@ async fn another_tenants_account_answers_exactly_like_a_missing_one() {
     let created = open(&app, "t1", json!({"currency": "EUR"})).await;
     let id = created.body["id"].as_str().unwrap();
 
-    let foreign = call(&app, "GET", &format!("/v1/accounts/{id}"), None, Some(claims("t2", READ))).await;
-    let missing = call(&app, "GET", "/v1/accounts/acct_01jf3zq4v8w6k2m9n5p7r1t3x9", None, Some(claims("t2", READ))).await;
+    let foreign = call(
+        &app,
+        "GET",
+        &format!("/v1/accounts/{id}"),
+        None,
+        Some(claims("t2", READ)),
+    )
+    .await;
+    let missing = call(
+        &app,
+        "GET",
+        "/v1/accounts/acct_01jf3zq4v8w6k2m9n5p7r1t3x9",
+        None,
+        Some(claims("t2", READ)),
+    )
+    .await;
 
     foreign.assert_problem(404, "account_not_found");
     assert_eq!(foreign.body, missing.body);
@@ -119,7 +160,10 @@ async fn listing_pages_through_every_account_newest_first() {
         assert!(pages < 10, "pagination does not end");
     }
     created.reverse();
-    assert_eq!(seen, created, "every account of the tenant once, newest first, none of another tenant");
+    assert_eq!(
+        seen, created,
+        "every account of the tenant once, newest first, none of another tenant"
+    );
     assert_eq!(pages, 3);
 }
 
@@ -137,7 +181,14 @@ async fn tampered_or_foreign_cursors_are_refused() {
     tampered[0] = if tampered[0] == b'Q' { b'R' } else { b'Q' };
     let tampered = String::from_utf8(tampered).unwrap();
     for (tenant, c) in [("t1", tampered.as_str()), ("t2", cursor.as_str()), ("t1", "garbage")] {
-        let r = call(&app, "GET", &format!("/v1/accounts?cursor={c}"), None, Some(claims(tenant, READ))).await;
+        let r = call(
+            &app,
+            "GET",
+            &format!("/v1/accounts?cursor={c}"),
+            None,
+            Some(claims(tenant, READ)),
+        )
+        .await;
         r.assert_problem(400, "invalid_cursor");
         Contract::load().check("GET", "/v1/accounts", &r);
     }
@@ -148,28 +199,151 @@ async fn bad_input_gets_its_code_and_writes_nothing() {
     let stack = Stack::fresh().await;
     let app = stack.transactions_app();
     let ten_megabytes = format!("{{\"currency\":\"USD\",\"name\":\"{}\"}}", "x".repeat(10 * 1024 * 1024));
-    let cases: Vec<(&str, Option<String>, Option<Value>, u16, &str)> = vec![
-        ("garbage JSON", Some("{\"currency\":".into()), Some(claims("t1", WRITE)), 400, "invalid_request"),
-        ("not an object", Some("[1,2]".into()), Some(claims("t1", WRITE)), 400, "invalid_request"),
+    type Case<'a> = (&'a str, Option<String>, Option<Value>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "garbage JSON",
+            Some("{\"currency\":".into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "not an object",
+            Some("[1,2]".into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
         ("empty body", None, Some(claims("t1", WRITE)), 400, "invalid_request"),
-        ("amount as a number", Some(r#"{"currency":"USD","overdraft_limit":10.5}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_amount"),
-        ("negative amount", Some(r#"{"currency":"USD","overdraft_limit":"-1"}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_amount"),
-        ("unknown field", Some(r#"{"currency":"USD","colour":"red"}"#.into()), Some(claims("t1", WRITE)), 400, "unknown_field"),
-        ("holder before encryption exists", Some(r#"{"currency":"USD","holder":{"name":"Ada"}}"#.into()), Some(claims("t1", WRITE)), 400, "unknown_field"),
-        ("wrong type", Some(r#"{"currency":840}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_request"),
-        ("metadata value not a string", Some(r#"{"currency":"USD","metadata":{"k":1}}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_request"),
-        ("missing currency", Some(r#"{"name":"x"}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_request"),
-        ("unknown currency", Some(r#"{"currency":"XYZ"}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_currency"),
-        ("lower-case currency", Some(r#"{"currency":"usd"}"#.into()), Some(claims("t1", WRITE)), 400, "invalid_currency"),
-        ("10 MB body", Some(ten_megabytes), Some(claims("t1", WRITE)), 413, "payload_too_large"),
-        ("no claims", Some(r#"{"currency":"USD"}"#.into()), None, 401, "unauthenticated"),
-        ("no tenant claim", Some(r#"{"currency":"USD"}"#.into()), Some(json!({"scope": WRITE})), 401, "unauthenticated"),
-        ("read scope only", Some(r#"{"currency":"USD"}"#.into()), Some(claims("t1", READ)), 403, "forbidden"),
+        (
+            "amount as a number",
+            Some(r#"{"currency":"USD","overdraft_limit":10.5}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_amount",
+        ),
+        (
+            "negative amount",
+            Some(r#"{"currency":"USD","overdraft_limit":"-1"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_amount",
+        ),
+        (
+            "unknown field",
+            Some(r#"{"currency":"USD","colour":"red"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "unknown_field",
+        ),
+        (
+            "unknown holder field",
+            Some(r#"{"currency":"USD","holder":{"name":"Ada","ssn":"1"}}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "unknown_field",
+        ),
+        (
+            "holder without a name",
+            Some(r#"{"currency":"USD","holder":{"iban":"GB82WEST12345698765432"}}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "IBAN with a bad checksum",
+            Some(r#"{"currency":"USD","holder":{"name":"Ada","iban":"GB82WEST12345698765433"}}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "routing number with a bad checksum",
+            Some(r#"{"currency":"USD","holder":{"name":"Ada","routing_number":"021000022"}}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "holder that is not an object",
+            Some(r#"{"currency":"USD","holder":"Ada"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "wrong type",
+            Some(r#"{"currency":840}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "metadata value not a string",
+            Some(r#"{"currency":"USD","metadata":{"k":1}}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing currency",
+            Some(r#"{"name":"x"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown currency",
+            Some(r#"{"currency":"XYZ"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_currency",
+        ),
+        (
+            "lower-case currency",
+            Some(r#"{"currency":"usd"}"#.into()),
+            Some(claims("t1", WRITE)),
+            400,
+            "invalid_currency",
+        ),
+        (
+            "10 MB body",
+            Some(ten_megabytes),
+            Some(claims("t1", WRITE)),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "no claims",
+            Some(r#"{"currency":"USD"}"#.into()),
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            "no tenant claim",
+            Some(r#"{"currency":"USD"}"#.into()),
+            Some(json!({"scope": WRITE})),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "read scope only",
+            Some(r#"{"currency":"USD"}"#.into()),
+            Some(claims("t1", READ)),
+            403,
+            "forbidden",
+        ),
     ];
     let contract = Contract::load();
     for (name, body, claims, status, code) in cases {
         let r = call(&app, "POST", "/v1/accounts", body.as_deref(), claims).await;
-        assert_eq!((r.status, r.body["code"].as_str()), (status, Some(code)), "{name}: {r:?}");
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (status, Some(code)),
+            "{name}: {r:?}"
+        );
         r.assert_problem(status, code);
         contract.check("POST", "/v1/accounts", &r);
     }
@@ -177,11 +351,26 @@ async fn bad_input_gets_its_code_and_writes_nothing() {
 
     let reads: Vec<(&str, Option<Value>, u16, &str)> = vec![
         ("/v1/accounts?limit=0", Some(claims("t1", READ)), 400, "invalid_request"),
-        ("/v1/accounts?limit=101", Some(claims("t1", READ)), 400, "invalid_request"),
-        ("/v1/accounts?limit=ten", Some(claims("t1", READ)), 400, "invalid_request"),
+        (
+            "/v1/accounts?limit=101",
+            Some(claims("t1", READ)),
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/accounts?limit=ten",
+            Some(claims("t1", READ)),
+            400,
+            "invalid_request",
+        ),
         ("/v1/accounts", Some(claims("t1", WRITE)), 403, "forbidden"),
         ("/v1/accounts", None, 401, "unauthenticated"),
-        ("/v1/accounts/not-an-id", Some(claims("t1", READ)), 404, "account_not_found"),
+        (
+            "/v1/accounts/not-an-id",
+            Some(claims("t1", READ)),
+            404,
+            "account_not_found",
+        ),
     ];
     for (path, claims, status, code) in reads {
         call(&app, "GET", path, None, claims).await.assert_problem(status, code);

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use fintx_adapters::envelope::local::LocalDataKeys;
+use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher};
 use fintx_adapters::kms::StaticCursorKey;
 use fintx_adapters::memory::MemoryStore;
 use fintx_tests::{reply, repo_root};
@@ -17,7 +19,12 @@ fn every_event_file() -> Vec<(String, String)> {
     let mut found = Vec::new();
     for function in ["transactions", "bank-webhooks", "analytics-rollups"] {
         for entry in std::fs::read_dir(repo_root().join("events").join(function)).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned();
+            let name = entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .to_owned();
             found.push((function.to_owned(), name));
         }
     }
@@ -45,10 +52,15 @@ async fn every_sample_event_is_handled_as_expected() {
     let transactions = transactions::App {
         accounts: Arc::new(MemoryStore::new()),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
+        cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         dev_auth_headers: false,
     };
-    let webhooks = bank_webhooks::App { dev_auth_headers: false };
-    let analytics = analytics_rollups::App { dev_auth_headers: false };
+    let webhooks = bank_webhooks::App {
+        dev_auth_headers: false,
+    };
+    let analytics = analytics_rollups::App {
+        dev_auth_headers: false,
+    };
     let files = every_event_file();
     assert!(files.len() >= 16, "events/ is missing samples: {files:?}");
     for (function, name) in files {
@@ -66,8 +78,13 @@ async fn every_sample_event_is_handled_as_expected() {
             _ => analytics_rollups::handle_http(&analytics, request).await,
         };
         let r = reply(response);
-        let (status, code) = expected(&function, &name).unwrap_or_else(|| panic!("no expectation for {function}/{name}"));
+        let (status, code) =
+            expected(&function, &name).unwrap_or_else(|| panic!("no expectation for {function}/{name}"));
         assert_eq!(r.status, status, "{function}/{name}: {r:?}");
-        assert_eq!(r.body.get("code").and_then(Value::as_str), code, "{function}/{name}: {r:?}");
+        assert_eq!(
+            r.body.get("code").and_then(Value::as_str),
+            code,
+            "{function}/{name}: {r:?}"
+        );
     }
 }

@@ -15,5 +15,8 @@ async fn main() -> Result<(), Error> {
         dev_auth_headers: settings.dev_auth_headers,
     };
     let app = &app;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(handle(app, request).await) })).await
+    run(service_fn(move |request: Request| async move {
+        Ok::<_, Error>(handle(app, request).await)
+    }))
+    .await
 }

@@ -5,13 +5,20 @@
 
 use std::sync::Arc;
 
-use fintx_adapters::http::{body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject};
+use fintx_adapters::http::{
+    body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject,
+};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountName, Metadata, NewAccount};
+use fintx_domain::account::{
+    Account, AccountName, Metadata, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND,
+};
 use fintx_domain::auth::{Principal, Scope};
+use fintx_domain::crypto::{Cipher, SealContext};
+use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
 use fintx_domain::money::{format_decimal, Amount, Currency};
 use fintx_domain::ports::{AccountStore, CursorKeySource, PAGE_LIMIT_MAX};
+use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -26,6 +33,8 @@ pub const PAGE_LIMIT_DEFAULT: usize = 25;
 pub struct App {
     pub accounts: Arc<dyn AccountStore>,
     pub cursor_keys: Arc<dyn CursorKeySource>,
+    /// Envelope encryption for holder details.
+    pub cipher: Arc<dyn Cipher>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
 }
@@ -54,21 +63,30 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
     match (method, segments.as_slice()) {
         (&Method::POST, ["v1", "accounts"]) => create_account(app, &caller, request).await,
         (&Method::GET, ["v1", "accounts"]) => list_accounts(app, &caller, request).await,
-        (&Method::GET, ["v1", "accounts", id]) => get_account(app, &caller, id).await,
+        (&Method::GET, ["v1", "accounts", id]) => get_account(app, &caller, id, request).await,
         _ => Err(DomainError::NotFound),
     }
 }
 
 async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
     caller.require(Scope::LedgerWrite)?;
-    let command = parse_new_account(body_bytes(request, BODY_MAX_BYTES)?)?;
+    let mut command = parse_new_account(body_bytes(request, BODY_MAX_BYTES)?)?;
     let now = system::now();
-    let account = Account::open(
-        AccountId::from_ulid(system::new_ulid(now)),
-        caller.tenant.clone(),
-        command,
-        now,
-    );
+    let id = AccountId::from_ulid(system::new_ulid(now));
+    // Seal before anything is written: if KMS is unavailable the request fails with
+    // `encryption_unavailable` and the ledger is untouched.
+    let holder = match command.holder.take() {
+        None => None,
+        Some(holder) => {
+            let context = SealContext::new(&caller.tenant, HOLDER_SEAL_KIND, id, HOLDER_SEAL_FIELD);
+            let sealed = app.cipher.seal(holder_plaintext(&holder).expose(), &context).await?;
+            Some(StoredHolder {
+                sealed,
+                masked: holder.masked(),
+            })
+        }
+    };
+    let account = Account::open(id, caller.tenant.clone(), command, holder, now);
     app.accounts.insert_account(&account).await?;
     tracing::info!(account_id = %account.id, "account opened");
     Ok(json_response(201, &account_view(&account)))
@@ -81,10 +99,12 @@ pub fn parse_new_account(body: &[u8]) -> Result<NewAccount, DomainError> {
     let name = object.string("name")?;
     let overdraft_limit = object.amount("overdraft_limit")?;
     let metadata = object.string_map("metadata")?;
+    let holder = object.object("holder")?.map(parse_holder).transpose()?;
     object.finish()?;
     let currency = Currency::parse(&currency_code)?;
     Ok(NewAccount {
         currency,
+        holder,
         name: name.as_deref().map(AccountName::parse).transpose()?,
         overdraft_limit: match overdraft_limit {
             Some(text) => Amount::parse(&text, currency)?,
@@ -94,15 +114,73 @@ pub fn parse_new_account(body: &[u8]) -> Result<NewAccount, DomainError> {
     })
 }
 
-async fn get_account(app: &App, caller: &Principal, id: &str) -> Result<Response<Body>, DomainError> {
+/// `holder` object → validated holder. Shared with payments' counterparties.
+pub fn parse_holder(mut object: JsonObject) -> Result<Holder, DomainError> {
+    let name = object.required_string("name")?;
+    let account_number = object.string("account_number")?;
+    let routing_number = object.string("routing_number")?;
+    let iban = object.string("iban")?;
+    object.finish()?;
+    Holder::parse(name, account_number, routing_number, iban)
+}
+
+/// The bytes that get sealed: the holder as JSON, zeroized when dropped.
+fn holder_plaintext(holder: &Holder) -> Secret<Vec<u8>> {
+    let value = json!({
+        "name": holder.name.expose(),
+        "account_number": holder.account_number.as_ref().map(Secret::expose),
+        "routing_number": holder.routing_number.as_ref().map(Secret::expose),
+        "iban": holder.iban.as_ref().map(Secret::expose),
+    });
+    Secret::new(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+async fn get_account(
+    app: &App,
+    caller: &Principal,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, DomainError> {
     caller.require(Scope::LedgerRead)?;
+    let reveal = match query_param(request, "reveal").as_deref() {
+        None => false,
+        Some("holder") => {
+            caller.require(Scope::PiiRead)?;
+            true
+        }
+        Some(_) => return Err(DomainError::invalid_request("reveal may only be `holder`")),
+    };
     let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
     let account = app
         .accounts
         .get_account(&caller.tenant, &id)
         .await?
         .ok_or(DomainError::AccountNotFound)?;
-    Ok(json_response(200, &account_view(&account)))
+    let mut view = account_view(&account);
+    if let (true, Some(holder)) = (reveal, &account.holder) {
+        let context = SealContext::new(&caller.tenant, HOLDER_SEAL_KIND, account.id, HOLDER_SEAL_FIELD);
+        let plaintext = app.cipher.open(&holder.sealed, &context).await?;
+        let revealed: Value = serde_json::from_slice(plaintext.expose()).map_err(|_| DomainError::Unavailable)?;
+        // The audit trail of who saw which record's PII; never the data itself.
+        tracing::info!(
+            audit = "pii_reveal",
+            tenant = %caller.tenant,
+            subject = caller.subject.as_deref().unwrap_or("unknown"),
+            account_id = %account.id,
+            field = HOLDER_SEAL_FIELD,
+            "holder revealed"
+        );
+        view["holder"] = revealed;
+    }
+    Ok(json_response(200, &view))
+}
+
+fn masked_holder_view(mask: &MaskedHolder) -> Value {
+    json!({
+        "name_initials": mask.name_initials,
+        "account_number_last4": mask.account_number_last4,
+        "iban_last4": mask.iban_last4,
+    })
 }
 
 const ACCOUNTS_LISTING: &str = "accounts";
@@ -136,7 +214,9 @@ pub fn page_limit(request: &Request) -> Result<usize, DomainError> {
         None => Ok(PAGE_LIMIT_DEFAULT),
         Some(text) => match text.parse::<usize>() {
             Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => Ok(limit),
-            _ => Err(DomainError::invalid_request(format!("limit must be an integer from 1 to {PAGE_LIMIT_MAX}"))),
+            _ => Err(DomainError::invalid_request(format!(
+                "limit must be an integer from 1 to {PAGE_LIMIT_MAX}"
+            ))),
         },
     }
 }
@@ -153,7 +233,7 @@ pub fn account_view(account: &Account) -> Value {
         "id": account.id,
         "currency": c.code(),
         "name": account.name.as_ref().map(AccountName::as_str),
-        "holder": Value::Null,
+        "holder": account.holder.as_ref().map(|h| masked_holder_view(&h.masked)),
         "overdraft_limit": format_decimal(account.overdraft_limit.value(), c),
         "balance": {
             "posted": format_decimal(account.balance.posted, c),

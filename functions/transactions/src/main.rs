@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher, KmsDataKeys};
 use fintx_adapters::kms::KmsCursorKeys;
 use fintx_adapters::settings::Settings;
 use lambda_http::{run, service_fn, Error, Request};
@@ -17,11 +18,25 @@ async fn main() -> Result<(), Error> {
         tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
     }
     let config = fintx_adapters::aws::sdk_config().await;
+    let kms = aws_sdk_kms::Client::new(&config);
     let app = App {
-        accounts: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone())),
-        cursor_keys: Arc::new(KmsCursorKeys::new(aws_sdk_kms::Client::new(&config), settings.cursor_key_id.clone())),
+        cipher: Arc::new(EnvelopeCipher::new(
+            KmsDataKeys::new(kms.clone(), settings.kms_key_id.clone()),
+            CacheLimits::default(),
+        )),
+        accounts: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            settings.tables.clone(),
+        )),
+        cursor_keys: Arc::new(KmsCursorKeys::new(
+            aws_sdk_kms::Client::new(&config),
+            settings.cursor_key_id.clone(),
+        )),
         dev_auth_headers: settings.dev_auth_headers,
     };
     let app = &app;
-    run(service_fn(move |request: Request| async move { Ok::<_, Error>(handle(app, request).await) })).await
+    run(service_fn(move |request: Request| async move {
+        Ok::<_, Error>(handle(app, request).await)
+    }))
+    .await
 }

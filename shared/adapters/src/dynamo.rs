@@ -17,9 +17,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use fintx_domain::account::{Account, AccountKind, AccountName, Balance, Metadata};
+use fintx_domain::account::{Account, AccountKind, AccountName, Balance, Metadata, StoredHolder};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
+use fintx_domain::crypto::Sealed;
+use fintx_domain::holder::MaskedHolder;
 use fintx_domain::ids::AccountId;
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::ports::{AccountStore, Page};
@@ -109,6 +111,14 @@ impl Item<'_> {
         }
     }
 
+    fn opt_bytes(&self, name: &str) -> Result<Option<&[u8]>, DomainError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref())),
+            _ => Err(corrupt(name)),
+        }
+    }
+
     fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>, DomainError> {
         match self.0.get(name) {
             None => Ok(BTreeMap::new()),
@@ -145,8 +155,29 @@ pub(crate) fn account_item(account: &Account) -> HashMap<String, AttributeValue>
     if let Some(name) = &account.name {
         item.insert("name".to_owned(), s(name.as_str()));
     }
+    if let Some(holder) = &account.holder {
+        // Only the sealed details and their mask are stored; the plaintext never is.
+        item.insert(
+            "holder_sealed".to_owned(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(holder.sealed.as_bytes())),
+        );
+        let mask = &holder.masked;
+        let mut map = HashMap::from([("name_initials".to_owned(), s(mask.name_initials.as_str()))]);
+        if let Some(last4) = &mask.account_number_last4 {
+            map.insert("account_number_last4".to_owned(), s(last4.as_str()));
+        }
+        if let Some(last4) = &mask.iban_last4 {
+            map.insert("iban_last4".to_owned(), s(last4.as_str()));
+        }
+        item.insert("holder_masked".to_owned(), AttributeValue::M(map));
+    }
     if !account.metadata.pairs().is_empty() {
-        let map = account.metadata.pairs().iter().map(|(k, v)| (k.clone(), s(v.as_str()))).collect();
+        let map = account
+            .metadata
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v.as_str())))
+            .collect();
         item.insert("metadata".to_owned(), AttributeValue::M(map));
     }
     item
@@ -164,6 +195,7 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
             .map(AccountName::parse)
             .transpose()
             .map_err(|_| corrupt("name"))?,
+        holder: holder_from_item(&item)?,
         overdraft_limit: Amount::from_decimal(item.decimal("overdraft_limit")?, currency)
             .map_err(|_| corrupt("overdraft_limit"))?,
         balance: Balance {
@@ -176,6 +208,24 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
         created_at: Timestamp::parse_rfc3339(item.s("created_at")?).ok_or_else(|| corrupt("created_at"))?,
         version: item.u64("version")?,
     })
+}
+
+fn holder_from_item(item: &Item<'_>) -> Result<Option<StoredHolder>, DomainError> {
+    let Some(sealed) = item.opt_bytes("holder_sealed")? else {
+        return Ok(None);
+    };
+    let mask = item.string_map("holder_masked")?;
+    Ok(Some(StoredHolder {
+        sealed: Sealed::from_bytes(sealed.to_vec()),
+        masked: MaskedHolder {
+            name_initials: mask
+                .get("name_initials")
+                .cloned()
+                .ok_or_else(|| corrupt("holder_masked"))?,
+            account_number_last4: mask.get("account_number_last4").cloned(),
+            iban_last4: mask.get("iban_last4").cloned(),
+        },
+    }))
 }
 
 #[async_trait]
@@ -260,10 +310,19 @@ mod tests {
             TenantId::parse("t1").unwrap(),
             NewAccount {
                 currency: usd,
+                holder: None,
                 name: Some(AccountName::parse("Operating").unwrap()),
                 overdraft_limit: Amount::parse("100.50", usd).unwrap(),
                 metadata: Metadata::parse(BTreeMap::from([("k".into(), "v".into())])).unwrap(),
             },
+            Some(StoredHolder {
+                sealed: Sealed::from_bytes(vec![1, 2, 3]),
+                masked: MaskedHolder {
+                    name_initials: "A.L.".into(),
+                    account_number_last4: Some("6789".into()),
+                    iban_last4: None,
+                },
+            }),
             Timestamp::from_unix_ms(1_700_000_000_000).unwrap(),
         );
         account.balance.posted = Decimal::new(-1234, 2);

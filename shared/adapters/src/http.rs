@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use fintx_domain::auth::Principal;
 use fintx_domain::{DomainError, Problem};
-use lambda_http::http::header::{CONTENT_TYPE, HeaderValue};
+use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
 use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -36,7 +36,11 @@ pub fn principal(request: &Request, dev_headers: bool) -> Result<Principal, Doma
     }
     if dev_headers {
         let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
-        return Principal::from_claims(header(DEV_TENANT_HEADER), header(DEV_SCOPES_HEADER), Some("dev-headers"));
+        return Principal::from_claims(
+            header(DEV_TENANT_HEADER),
+            header(DEV_SCOPES_HEADER),
+            Some("dev-headers"),
+        );
     }
     Err(DomainError::Unauthenticated)
 }
@@ -103,10 +107,13 @@ pub struct JsonObject {
 impl JsonObject {
     /// Parses a request body that must be a JSON object.
     pub fn parse(bytes: &[u8]) -> Result<Self, DomainError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|_| DomainError::invalid_request("the body is not valid JSON"))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|_| DomainError::invalid_request("the body is not valid JSON"))?;
         match value {
-            Value::Object(fields) => Ok(Self { fields, path: String::new() }),
+            Value::Object(fields) => Ok(Self {
+                fields,
+                path: String::new(),
+            }),
             _ => Err(DomainError::invalid_request("the body must be a JSON object")),
         }
     }
@@ -114,7 +121,10 @@ impl JsonObject {
     /// An empty body reads as `{}`: routes whose fields are all optional accept it.
     pub fn parse_optional(bytes: &[u8]) -> Result<Self, DomainError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            Ok(Self { fields: Map::new(), path: String::new() })
+            Ok(Self {
+                fields: Map::new(),
+                path: String::new(),
+            })
         } else {
             Self::parse(bytes)
         }
@@ -137,7 +147,10 @@ impl JsonObject {
         match self.take(field) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(DomainError::invalid_request(format!("`{}` must be a string", self.name(field)))),
+            Some(_) => Err(DomainError::invalid_request(format!(
+                "`{}` must be a string",
+                self.name(field)
+            ))),
         }
     }
 
@@ -155,7 +168,9 @@ impl JsonObject {
             Some(Value::Number(_)) => Err(DomainError::InvalidAmount(
                 "amounts are decimal strings such as \"12.34\", not JSON numbers",
             )),
-            Some(_) => Err(DomainError::InvalidAmount("amounts are decimal strings such as \"12.34\"")),
+            Some(_) => Err(DomainError::InvalidAmount(
+                "amounts are decimal strings such as \"12.34\"",
+            )),
         }
     }
 
@@ -163,7 +178,10 @@ impl JsonObject {
         match self.take(field) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(_) => Err(DomainError::invalid_request(format!("`{}` must be true or false", self.name(field)))),
+            Some(_) => Err(DomainError::invalid_request(format!(
+                "`{}` must be true or false",
+                self.name(field)
+            ))),
         }
     }
 
@@ -185,7 +203,9 @@ impl JsonObject {
                 .into_iter()
                 .map(|(k, v)| match v {
                     Value::String(v) => Ok((k, v)),
-                    _ => Err(DomainError::invalid_request(format!("values of `{path}` must be strings"))),
+                    _ => Err(DomainError::invalid_request(format!(
+                        "values of `{path}` must be strings"
+                    ))),
                 })
                 .collect::<Result<_, _>>()
                 .map(Some),
@@ -200,7 +220,11 @@ impl JsonObject {
             Some(field) => {
                 // Field names come from the client; keep what is echoed short and plain.
                 let shown: String = field.chars().filter(|c| !c.is_control()).take(64).collect();
-                let name = if self.path.is_empty() { shown } else { format!("{}.{shown}", self.path) };
+                let name = if self.path.is_empty() {
+                    shown
+                } else {
+                    format!("{}.{shown}", self.path)
+                };
                 Err(DomainError::UnknownField(name))
             }
         }
@@ -231,7 +255,10 @@ mod tests {
     #[test]
     fn garbage_and_non_objects_are_invalid_requests() {
         for body in [&b"{"[..], b"[]", b"\"x\"", b"\xff\xfe", b""] {
-            assert_eq!(JsonObject::parse(body).err().map(|e| e.code()), Some(ErrorCode::InvalidRequest));
+            assert_eq!(
+                JsonObject::parse(body).err().map(|e| e.code()),
+                Some(ErrorCode::InvalidRequest)
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod dynamo;
+pub mod envelope;
 pub mod http;
 pub mod kms;
 pub mod memory;

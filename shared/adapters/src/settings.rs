@@ -48,7 +48,10 @@ impl Settings {
         let required = |variable: &'static str| -> Result<String, SettingsError> {
             match lookup(variable) {
                 Some(value) if !value.trim().is_empty() => Ok(value),
-                _ => Err(SettingsError { variable, problem: "is not set" }),
+                _ => Err(SettingsError {
+                    variable,
+                    problem: "is not set",
+                }),
             }
         };
         let dev_auth_headers = match lookup(DEV_AUTH_VARIABLE).as_deref() {

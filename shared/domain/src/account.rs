@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
+use crate::crypto::Sealed;
 use crate::error::DomainError;
+use crate::holder::{Holder, MaskedHolder};
 use crate::ids::AccountId;
 use crate::money::{Amount, Currency};
 
@@ -111,7 +113,9 @@ impl Balance {
 
     /// `posted − pending_debits`: what the account can still spend before its limit.
     pub fn available(&self) -> Result<Decimal, DomainError> {
-        self.posted.checked_sub(self.pending_debits).ok_or(DomainError::Overflow)
+        self.posted
+            .checked_sub(self.pending_debits)
+            .ok_or(DomainError::Overflow)
     }
 }
 
@@ -119,10 +123,23 @@ impl Balance {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewAccount {
     pub currency: Currency,
+    pub holder: Option<Holder>,
     pub name: Option<AccountName>,
     pub overdraft_limit: Amount,
     pub metadata: Metadata,
 }
+
+/// A holder as stored: the sealed details and the mask that may be shown to anyone
+/// with `ledger:read`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHolder {
+    pub sealed: Sealed,
+    pub masked: MaskedHolder,
+}
+
+/// The record kind and field a holder's ciphertext is bound to.
+pub const HOLDER_SEAL_KIND: &str = "account";
+pub const HOLDER_SEAL_FIELD: &str = "holder";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -130,6 +147,7 @@ pub struct Account {
     pub tenant: TenantId,
     pub currency: Currency,
     pub name: Option<AccountName>,
+    pub holder: Option<StoredHolder>,
     pub overdraft_limit: Amount,
     pub balance: Balance,
     pub metadata: Metadata,
@@ -139,13 +157,21 @@ pub struct Account {
 }
 
 impl Account {
-    /// A new customer account: zero balances, version 1.
-    pub fn open(id: AccountId, tenant: TenantId, request: NewAccount, now: Timestamp) -> Self {
+    /// A new customer account: zero balances, version 1. The holder in `request` must
+    /// already be sealed into `holder` by the caller; its plaintext is dropped here.
+    pub fn open(
+        id: AccountId,
+        tenant: TenantId,
+        request: NewAccount,
+        holder: Option<StoredHolder>,
+        now: Timestamp,
+    ) -> Self {
         Self {
             id,
             tenant,
             currency: request.currency,
             name: request.name,
+            holder,
             overdraft_limit: request.overdraft_limit,
             balance: Balance::ZERO,
             metadata: request.metadata,

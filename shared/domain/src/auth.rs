@@ -13,7 +13,9 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn parse(text: &str) -> Result<Self, DomainError> {
         let ok = (1..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
             Ok(Self(text.to_owned()))
         } else {
@@ -105,15 +107,27 @@ mod tests {
 
     #[test]
     fn claims_without_tenant_or_scope_are_unauthenticated() {
-        assert_eq!(Principal::from_claims(None, Some("ledger:read"), None), Err(DomainError::Unauthenticated));
-        assert_eq!(Principal::from_claims(Some("t1"), None, None), Err(DomainError::Unauthenticated));
-        assert_eq!(Principal::from_claims(Some("t#1"), Some("ledger:read"), None), Err(DomainError::Unauthenticated));
+        assert_eq!(
+            Principal::from_claims(None, Some("ledger:read"), None),
+            Err(DomainError::Unauthenticated)
+        );
+        assert_eq!(
+            Principal::from_claims(Some("t1"), None, None),
+            Err(DomainError::Unauthenticated)
+        );
+        assert_eq!(
+            Principal::from_claims(Some("t#1"), Some("ledger:read"), None),
+            Err(DomainError::Unauthenticated)
+        );
     }
 
     #[test]
     fn scopes_are_checked_one_by_one() {
         let p = Principal::from_claims(Some("t1"), Some("ledger:read  other"), None).unwrap();
         assert!(p.require(Scope::LedgerRead).is_ok());
-        assert_eq!(p.require(Scope::LedgerWrite), Err(DomainError::Forbidden("ledger:write")));
+        assert_eq!(
+            p.require(Scope::LedgerWrite),
+            Err(DomainError::Forbidden("ledger:write"))
+        );
     }
 }

@@ -51,7 +51,9 @@ impl CursorKey {
             return Err(DomainError::InvalidCursor);
         }
         let (position, tag) = cursor.split_once('.').ok_or(DomainError::InvalidCursor)?;
-        let position = URL_SAFE_NO_PAD.decode(position).map_err(|_| DomainError::InvalidCursor)?;
+        let position = URL_SAFE_NO_PAD
+            .decode(position)
+            .map_err(|_| DomainError::InvalidCursor)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| DomainError::InvalidCursor)?;
         self.mac(tenant, listing, &position)
             .verify_slice(&tag)
@@ -73,9 +75,18 @@ mod tests {
         let key = CursorKey::new([7; 32]);
         let cursor = key.seal(&tenant("t1"), "accounts", "acct_x");
         assert_eq!(key.open(&tenant("t1"), "accounts", &cursor).unwrap(), "acct_x");
-        assert_eq!(key.open(&tenant("t2"), "accounts", &cursor), Err(DomainError::InvalidCursor));
-        assert_eq!(key.open(&tenant("t1"), "transfers", &cursor), Err(DomainError::InvalidCursor));
-        assert_eq!(CursorKey::new([8; 32]).open(&tenant("t1"), "accounts", &cursor), Err(DomainError::InvalidCursor));
+        assert_eq!(
+            key.open(&tenant("t2"), "accounts", &cursor),
+            Err(DomainError::InvalidCursor)
+        );
+        assert_eq!(
+            key.open(&tenant("t1"), "transfers", &cursor),
+            Err(DomainError::InvalidCursor)
+        );
+        assert_eq!(
+            CursorKey::new([8; 32]).open(&tenant("t1"), "accounts", &cursor),
+            Err(DomainError::InvalidCursor)
+        );
     }
 
     #[test]
@@ -87,7 +98,10 @@ mod tests {
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let edited = String::from_utf8(bytes).unwrap();
             if edited != cursor {
-                assert!(key.open(&tenant("t1"), "accounts", &edited).is_err(), "edit at {i} accepted");
+                assert!(
+                    key.open(&tenant("t1"), "accounts", &edited).is_err(),
+                    "edit at {i} accepted"
+                );
             }
         }
         for garbage in ["", ".", "abc", "a.b.c", "%%%.%%%"] {

@@ -65,7 +65,11 @@ impl ErrorCode {
             InvalidRequest => (400, "invalid_request", "The request is not valid"),
             InvalidAmount => (400, "invalid_amount", "The amount is not valid"),
             InvalidCurrency => (400, "invalid_currency", "The currency is not supported"),
-            UnknownField => (400, "unknown_field", "The request has a field this route does not accept"),
+            UnknownField => (
+                400,
+                "unknown_field",
+                "The request has a field this route does not accept",
+            ),
             PayloadTooLarge => (413, "payload_too_large", "The request body is too large"),
             Unauthenticated => (401, "unauthenticated", "Authentication is required"),
             Forbidden => (403, "forbidden", "The credentials lack a required scope"),
@@ -77,11 +81,23 @@ impl ErrorCode {
             InvalidTransition => (409, "invalid_transition", "The record cannot make that transition"),
             ReversalExceedsAmount => (422, "reversal_exceeds_amount", "The reversal exceeds the posted amount"),
             IdempotencyKeyMissing => (400, "idempotency_key_missing", "An Idempotency-Key header is required"),
-            IdempotencyKeyReused => (422, "idempotency_key_reused", "The idempotency key was used for a different request"),
-            IdempotencyKeyInUse => (409, "idempotency_key_in_use", "A request with this idempotency key is in progress"),
+            IdempotencyKeyReused => (
+                422,
+                "idempotency_key_reused",
+                "The idempotency key was used for a different request",
+            ),
+            IdempotencyKeyInUse => (
+                409,
+                "idempotency_key_in_use",
+                "A request with this idempotency key is in progress",
+            ),
             InvalidCursor => (400, "invalid_cursor", "The cursor is not valid"),
             InvalidSignature => (401, "invalid_signature", "The webhook signature does not verify"),
-            TimestampOutOfTolerance => (401, "timestamp_out_of_tolerance", "The webhook timestamp is too old or too new"),
+            TimestampOutOfTolerance => (
+                401,
+                "timestamp_out_of_tolerance",
+                "The webhook timestamp is too old or too new",
+            ),
             UnknownConnector => (404, "unknown_connector", "Unknown connector"),
             EncryptionUnavailable => (503, "encryption_unavailable", "Encryption is temporarily unavailable"),
             Unavailable => (503, "unavailable", "The service is temporarily unavailable"),
@@ -103,7 +119,10 @@ impl ErrorCode {
     /// Whether retrying the same request may succeed. Transient outcomes are never
     /// recorded under an idempotency key or a webhook's dedup record.
     pub const fn is_transient(self) -> bool {
-        matches!(self, ErrorCode::EncryptionUnavailable | ErrorCode::Unavailable | ErrorCode::IdempotencyKeyInUse)
+        matches!(
+            self,
+            ErrorCode::EncryptionUnavailable | ErrorCode::Unavailable | ErrorCode::IdempotencyKeyInUse
+        )
     }
 }
 
@@ -217,7 +236,11 @@ impl From<&DomainError> for Problem {
     fn from(error: &DomainError) -> Self {
         let code = error.code();
         let (status, code_str, title) = code.describe();
-        let detail = if status >= 500 { title.to_owned() } else { error.to_string() };
+        let detail = if status >= 500 {
+            title.to_owned()
+        } else {
+            error.to_string()
+        };
         Problem {
             type_uri: format!("https://fintx.dev/problems/{code_str}"),
             title,

@@ -5,8 +5,10 @@
 pub mod account;
 pub mod auth;
 pub mod clock;
+pub mod crypto;
 pub mod cursor;
 pub mod error;
+pub mod holder;
 pub mod ids;
 pub mod money;
 pub mod ports;

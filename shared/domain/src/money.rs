@@ -79,10 +79,12 @@ impl Amount {
             && !text.starts_with('.')
             && !text.ends_with('.');
         if !valid_shape {
-            return Err(DomainError::InvalidAmount("an amount is a decimal string such as \"12.34\""));
+            return Err(DomainError::InvalidAmount(
+                "an amount is a decimal string such as \"12.34\"",
+            ));
         }
-        let value = Decimal::from_str(text)
-            .map_err(|_| DomainError::InvalidAmount("the amount is not a valid decimal"))?;
+        let value =
+            Decimal::from_str(text).map_err(|_| DomainError::InvalidAmount("the amount is not a valid decimal"))?;
         Self::from_decimal(value, currency)
     }
 
@@ -173,7 +175,10 @@ impl Money {
             return Err(DomainError::CurrencyMismatch);
         }
         let amount = self.amount.checked_add(other.amount).ok_or(DomainError::Overflow)?;
-        Ok(Money { amount, currency: self.currency })
+        Ok(Money {
+            amount,
+            currency: self.currency,
+        })
     }
 }
 
@@ -223,7 +228,9 @@ mod tests {
 
     #[test]
     fn malformed_amounts_are_refused() {
-        for text in ["", "-1", "+1", "1e3", " 1", "1 ", "1,00", "1.", ".5", "1..2", "0x10", "NaN", "∞"] {
+        for text in [
+            "", "-1", "+1", "1e3", " 1", "1 ", "1,00", "1.", ".5", "1..2", "0x10", "NaN", "∞",
+        ] {
             assert!(Amount::parse(text, usd()).is_err(), "{text:?}");
         }
     }
@@ -246,7 +253,10 @@ mod tests {
         let v = Amount::parse("1.5", usd()).unwrap().value();
         assert_eq!(format_decimal(v, usd()), "1.50");
         assert_eq!(format_decimal(Decimal::ZERO, Currency::parse("KWD").unwrap()), "0.000");
-        assert_eq!(format_decimal(Decimal::new(-5, 0), Currency::parse("JPY").unwrap()), "-5");
+        assert_eq!(
+            format_decimal(Decimal::new(-5, 0), Currency::parse("JPY").unwrap()),
+            "-5"
+        );
         assert_eq!(format_decimal(Decimal::new(-0, 2), usd()), "0.00");
     }
 
