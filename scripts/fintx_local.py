@@ -241,6 +241,7 @@ def provision(url: str, env_file: str, prefix: str = "fintx-local-") -> dict[str
     env["AWS_ENDPOINT_URL"] = url
     for variable, logical_id in resource_env_vars(template).items():
         env[variable] = physical[logical_id]
+    env["FINTX_CONNECTORS"] = "demo-bank"
     streams = dynamodb.describe_table(TableName=physical["LedgerTable"])["Table"]
     env["FINTX_LEDGER_STREAM_ARN"] = streams.get("LatestStreamArn", "")
     write_env(env_file, env)

@@ -195,7 +195,8 @@ impl Stack {
     /// The transactions function wired to this stack, as its `main` wires it.
     pub fn transactions_app(&self) -> transactions::App {
         transactions::App {
-            accounts: Arc::new(self.store()),
+            store: Arc::new(self.store()),
+            connectors: vec!["demo-bank".to_owned()],
             cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
             cipher: Arc::new(self.cipher(self.kms.clone(), CacheLimits::default())),
             dev_auth_headers: false,
@@ -429,4 +430,76 @@ impl Reply {
         }
         assert_eq!(self.body["status"], status);
     }
+}
+
+/// A small client over a transactions `App`, the way a tenant's backend would call it.
+pub struct Api<'a> {
+    pub app: &'a transactions::App,
+    pub tenant: String,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(app: &'a transactions::App, tenant: &str) -> Self {
+        Api {
+            app,
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<&Value>, key: Option<&str>) -> Reply {
+        let scope = "ledger:read ledger:write pii:read";
+        let text = body.map(Value::to_string);
+        let mut event = api_event(method, path, text.as_deref(), Some(claims(&self.tenant, scope)));
+        if let Some(key) = key {
+            event["headers"]["idempotency-key"] = Value::String(key.to_owned());
+        }
+        reply(transactions::handle(self.app, request(&event)).await)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, key: &str) -> Reply {
+        self.send("POST", path, Some(&body), Some(key)).await
+    }
+
+    /// Opens an account and returns its id.
+    pub async fn open(&self, currency: &str, overdraft_limit: &str) -> String {
+        let r = self
+            .send(
+                "POST",
+                "/v1/accounts",
+                Some(&json!({"currency": currency, "overdraft_limit": overdraft_limit})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn transfer(
+        &self,
+        debit: &str,
+        credit: &str,
+        amount: &str,
+        currency: &str,
+        pending: bool,
+        key: &str,
+    ) -> Reply {
+        let body = json!({"debit_account_id": debit, "credit_account_id": credit, "amount": amount, "currency": currency, "pending": pending});
+        self.post("/v1/transfers", body, key).await
+    }
+
+    pub async fn balance(&self, account: &str) -> Value {
+        let r = self.get(&format!("/v1/accounts/{account}")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body["balance"].clone()
+    }
+}
+
+/// A unique idempotency key.
+pub fn key() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("key-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

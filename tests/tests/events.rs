@@ -38,8 +38,12 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
     Some(match (function, name) {
         ("transactions", "CreateAccount") => (201, None),
         ("transactions", "ListAccounts") => (200, None),
-        ("transactions", "GetAccount") => (404, Some("account_not_found")),
-        ("transactions", _) => (404, Some("not_found")),
+        ("transactions", "GetAccount" | "ListAccountTransfers" | "CreateTransfer" | "CreatePayment") => {
+            (404, Some("account_not_found"))
+        }
+        ("transactions", "GetTransfer" | "PostTransfer" | "VoidTransfer" | "ReverseTransfer" | "GetPayment") => {
+            (404, Some("not_found"))
+        }
         ("bank-webhooks", "ReceiveWebhook") => (404, Some("unknown_connector")),
         ("bank-webhooks", "ListWebhookEvents") => (404, Some("not_found")),
         ("analytics-rollups", "AccountRollups" | "TenantRollups") => (404, Some("not_found")),
@@ -50,7 +54,8 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
 #[tokio::test]
 async fn every_sample_event_is_handled_as_expected() {
     let transactions = transactions::App {
-        accounts: Arc::new(MemoryStore::new()),
+        store: Arc::new(MemoryStore::new()),
+        connectors: vec!["demo-bank".to_owned()],
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         dev_auth_headers: false,

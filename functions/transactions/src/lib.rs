@@ -3,6 +3,10 @@
 //! response; this crate only translates.
 #![forbid(unsafe_code)]
 
+mod ledger;
+
+pub use ledger::{parse_new_transfer, payment_view, transfer_view};
+
 use std::sync::Arc;
 
 use fintx_adapters::http::{
@@ -17,7 +21,7 @@ use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
 use fintx_domain::money::{format_decimal, Amount, Currency};
-use fintx_domain::ports::{AccountStore, CursorKeySource, PAGE_LIMIT_MAX};
+use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads, PAGE_LIMIT_MAX};
 use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
@@ -31,10 +35,12 @@ pub const PAGE_LIMIT_DEFAULT: usize = 25;
 
 /// Everything a request needs, built once per cold start.
 pub struct App {
-    pub accounts: Arc<dyn AccountStore>,
+    pub store: Arc<dyn LedgerStore>,
     pub cursor_keys: Arc<dyn CursorKeySource>,
     /// Envelope encryption for holder details.
     pub cipher: Arc<dyn Cipher>,
+    /// Connectors payments may use.
+    pub connectors: Vec<String>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
 }
@@ -64,13 +70,45 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
         (&Method::POST, ["v1", "accounts"]) => create_account(app, &caller, request).await,
         (&Method::GET, ["v1", "accounts"]) => list_accounts(app, &caller, request).await,
         (&Method::GET, ["v1", "accounts", id]) => get_account(app, &caller, id, request).await,
+        (&Method::GET, ["v1", "accounts", id, "transfers"]) => {
+            caller.require(Scope::LedgerRead)?;
+            ledger::list_account_transfers(app, &caller, request, id).await
+        }
+        (&Method::POST, ["v1", "transfers"]) => {
+            caller.require(Scope::LedgerWrite)?;
+            ledger::create_transfer(app, &caller, request).await
+        }
+        (&Method::GET, ["v1", "transfers", id]) => {
+            caller.require(Scope::LedgerRead)?;
+            ledger::get_transfer(app, &caller, id).await
+        }
+        (&Method::POST, ["v1", "transfers", id, action]) => {
+            caller.require(Scope::LedgerWrite)?;
+            let action = match *action {
+                "post" => ledger::Action::Post,
+                "void" => ledger::Action::Void,
+                "reverse" => ledger::Action::Reverse,
+                _ => return Err(DomainError::NotFound),
+            };
+            ledger::transition(app, &caller, request, id, action).await
+        }
+        (&Method::POST, ["v1", "payments"]) => {
+            caller.require(Scope::LedgerWrite)?;
+            ledger::create_payment(app, &caller, request).await
+        }
+        (&Method::GET, ["v1", "payments", id]) => {
+            caller.require(Scope::LedgerRead)?;
+            ledger::get_payment(app, &caller, id).await
+        }
         _ => Err(DomainError::NotFound),
     }
 }
 
 async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
     caller.require(Scope::LedgerWrite)?;
-    let mut command = parse_new_account(body_bytes(request, BODY_MAX_BYTES)?)?;
+    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let idem = ledger::idempotency(request, caller, "POST /v1/accounts", body, false)?;
+    let mut command = parse_new_account(body)?;
     let now = system::now();
     let id = AccountId::from_ulid(system::new_ulid(now));
     // Seal before anything is written: if KMS is unavailable the request fails with
@@ -87,9 +125,21 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
         }
     };
     let account = Account::open(id, caller.tenant.clone(), command, holder, now);
-    app.accounts.insert_account(&account).await?;
-    tracing::info!(account_id = %account.id, "account opened");
-    Ok(json_response(201, &account_view(&account)))
+    let view = account_view(&account);
+    if idem.is_none() {
+        app.store.insert_account(&account).await?;
+        tracing::info!(account_id = %account.id, "account opened");
+        return Ok(json_response(201, &view));
+    }
+    // With a key, the account and its idempotency record commit together.
+    ledger::execute(app, caller, idem, Reads::default(), |_| {
+        let write = LedgerWrite {
+            new_accounts: vec![account.clone()],
+            ..LedgerWrite::default()
+        };
+        Ok(ledger::Decision::Write(Box::new(write), 201, view.clone()))
+    })
+    .await
 }
 
 /// `POST /v1/accounts` body → validated command.
@@ -125,7 +175,7 @@ pub fn parse_holder(mut object: JsonObject) -> Result<Holder, DomainError> {
 }
 
 /// The bytes that get sealed: the holder as JSON, zeroized when dropped.
-fn holder_plaintext(holder: &Holder) -> Secret<Vec<u8>> {
+pub(crate) fn holder_plaintext(holder: &Holder) -> Secret<Vec<u8>> {
     let value = json!({
         "name": holder.name.expose(),
         "account_number": holder.account_number.as_ref().map(Secret::expose),
@@ -152,7 +202,7 @@ async fn get_account(
     };
     let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
     let account = app
-        .accounts
+        .store
         .get_account(&caller.tenant, &id)
         .await?
         .ok_or(DomainError::AccountNotFound)?;
@@ -175,7 +225,7 @@ async fn get_account(
     Ok(json_response(200, &view))
 }
 
-fn masked_holder_view(mask: &MaskedHolder) -> Value {
+pub(crate) fn masked_holder_view(mask: &MaskedHolder) -> Value {
     json!({
         "name_initials": mask.name_initials,
         "account_number_last4": mask.account_number_last4,
@@ -196,7 +246,7 @@ async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Resu
             Some(AccountId::parse(&position).ok_or(DomainError::InvalidCursor)?)
         }
     };
-    let page = app.accounts.list_accounts(&caller.tenant, limit, before).await?;
+    let page = app.store.list_accounts(&caller.tenant, limit, before).await?;
     let next_cursor = match page.next {
         None => None,
         Some(last) => {

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
             KmsDataKeys::new(kms.clone(), settings.kms_key_id.clone()),
             CacheLimits::default(),
         )),
-        accounts: Arc::new(DynamoStore::new(
+        store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&config),
             settings.tables.clone(),
         )),
@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
             aws_sdk_kms::Client::new(&config),
             settings.cursor_key_id.clone(),
         )),
+        connectors: settings.connectors.clone(),
         dev_auth_headers: settings.dev_auth_headers,
     };
     let app = &app;

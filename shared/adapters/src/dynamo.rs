@@ -5,6 +5,12 @@
 //! | record  | pk             | sk     | gsi1pk                  | gsi1sk   |
 //! |---------|----------------|--------|-------------------------|----------|
 //! | account | `ACCT#<id>`    | `ACCT` | `TENANT#<t>#ACCTS`      | `<id>`   |
+//! | account's transfer | `ACCT#<id>` | `TR#<transfer id>` | | |
+//! | transfer | `TR#<id>`     | `TR`   | | |
+//! | payment | `PAY#<id>`     | `PAY`  | | |
+//! | clearing account pointer | `CLEARING#<t>#<connector>#<currency>` | `CLEARING` | | |
+//!
+//! Idempotency records live in their own table, keyed by scope, with a TTL.
 //!
 //! Accounts are keyed by their own id so that balance updates spread over partitions;
 //! the tenant's listing is served by `gsi1`, newest first because ids are ULIDs.
@@ -43,6 +49,10 @@ impl DynamoStore {
     pub fn tables(&self) -> &Tables {
         &self.tables
     }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 /// Logs an SDK failure with its whole cause chain and turns it into the opaque
@@ -58,9 +68,16 @@ where
     }
 }
 
-fn corrupt(what: &str) -> DomainError {
+pub(crate) fn corrupt(what: &str) -> DomainError {
     tracing::error!(attribute = what, "a stored record does not parse");
     DomainError::Unavailable
+}
+
+/// `posted − pending_debits + overdraft_limit`: what a debit's cover condition compares
+/// against, kept in step with the balances by every update so DynamoDB itself decides
+/// whether a debit is covered at the moment it commits.
+fn spendable(account: &Account) -> Decimal {
+    account.balance.posted - account.balance.pending_debits + account.overdraft_limit.value()
 }
 
 fn account_pk(id: &AccountId) -> String {
@@ -71,25 +88,25 @@ fn tenant_accounts_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}#ACCTS")
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: Decimal) -> AttributeValue {
+pub(crate) fn n(value: Decimal) -> AttributeValue {
     AttributeValue::N(value.normalize().to_string())
 }
 
-struct Item<'a>(&'a HashMap<String, AttributeValue>);
+pub(crate) struct Item<'a>(pub(crate) &'a HashMap<String, AttributeValue>);
 
 impl Item<'_> {
-    fn s(&self, name: &str) -> Result<&str, DomainError> {
+    pub(crate) fn s(&self, name: &str) -> Result<&str, DomainError> {
         match self.0.get(name) {
             Some(AttributeValue::S(value)) => Ok(value),
             _ => Err(corrupt(name)),
         }
     }
 
-    fn opt_s(&self, name: &str) -> Result<Option<&str>, DomainError> {
+    pub(crate) fn opt_s(&self, name: &str) -> Result<Option<&str>, DomainError> {
         match self.0.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(None),
             Some(AttributeValue::S(value)) => Ok(Some(value)),
@@ -97,21 +114,21 @@ impl Item<'_> {
         }
     }
 
-    fn decimal(&self, name: &str) -> Result<Decimal, DomainError> {
+    pub(crate) fn decimal(&self, name: &str) -> Result<Decimal, DomainError> {
         match self.0.get(name) {
             Some(AttributeValue::N(value)) => Decimal::from_str(value).map_err(|_| corrupt(name)),
             _ => Err(corrupt(name)),
         }
     }
 
-    fn u64(&self, name: &str) -> Result<u64, DomainError> {
+    pub(crate) fn u64(&self, name: &str) -> Result<u64, DomainError> {
         match self.0.get(name) {
             Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(name)),
             _ => Err(corrupt(name)),
         }
     }
 
-    fn opt_bytes(&self, name: &str) -> Result<Option<&[u8]>, DomainError> {
+    pub(crate) fn opt_bytes(&self, name: &str) -> Result<Option<&[u8]>, DomainError> {
         match self.0.get(name) {
             None => Ok(None),
             Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref())),
@@ -119,7 +136,7 @@ impl Item<'_> {
         }
     }
 
-    fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>, DomainError> {
+    pub(crate) fn string_map(&self, name: &str) -> Result<BTreeMap<String, String>, DomainError> {
         match self.0.get(name) {
             None => Ok(BTreeMap::new()),
             Some(AttributeValue::M(map)) => map
@@ -148,6 +165,7 @@ pub(crate) fn account_item(account: &Account) -> HashMap<String, AttributeValue>
         ("posted".to_owned(), n(account.balance.posted)),
         ("pending_debits".to_owned(), n(account.balance.pending_debits)),
         ("pending_credits".to_owned(), n(account.balance.pending_credits)),
+        ("spendable".to_owned(), n(spendable(account))),
         ("kind".to_owned(), s(account.kind.as_str())),
         ("created_at".to_owned(), s(account.created_at.to_string())),
         ("version".to_owned(), AttributeValue::N(account.version.to_string())),

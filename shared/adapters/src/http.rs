@@ -269,3 +269,62 @@ mod tests {
         assert!(!err.to_string().contains("4111"));
     }
 }
+
+/// A body's canonical form for idempotency fingerprints: JSON with object keys sorted
+/// and no insignificant whitespace, so the same request always fingerprints the same.
+/// A body that is not JSON is fingerprinted as its raw bytes.
+pub fn canonical_json(body: &[u8]) -> Vec<u8> {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    if let Some(v) = map.get(*k) {
+                        write(v, out);
+                    }
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => {
+            let mut out = String::new();
+            write(&value, &mut out);
+            out.into_bytes()
+        }
+        Err(_) => body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::canonical_json;
+
+    #[test]
+    fn key_order_and_whitespace_do_not_change_the_canonical_form() {
+        assert_eq!(
+            canonical_json(br#"{"b":1, "a":{"y":2,"x":[1, 2]}}"#),
+            canonical_json(br#"{"a":{"x":[1,2],"y":2},"b":1}"#)
+        );
+        assert_ne!(canonical_json(br#"{"a":"1"}"#), canonical_json(br#"{"a":"2"}"#));
+    }
+}

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod envelope;
 pub mod http;
 pub mod kms;
+pub mod ledger_store;
 pub mod memory;
 pub mod settings;
 pub mod system;

@@ -18,6 +18,9 @@ pub struct Settings {
     pub kms_key_id: String,
     /// The KMS HMAC key the cursor signing key is derived from.
     pub cursor_key_id: String,
+    /// Bank connectors payments may be sent through (names only; their secrets are the
+    /// webhook function's).
+    pub connectors: Vec<String>,
     /// Local development only: accept claims from `x-fintx-*` headers when the request
     /// carries no verified JWT claims. Never set by template.yaml.
     pub dev_auth_headers: bool,
@@ -73,6 +76,13 @@ impl Settings {
             },
             kms_key_id: required("FINTX_KMS_KEY_ID")?,
             cursor_key_id: required("FINTX_CURSOR_KEY_ID")?,
+            connectors: lookup("FINTX_CONNECTORS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
             dev_auth_headers,
         })
     }

@@ -182,6 +182,26 @@ impl Account {
     }
 }
 
+impl Account {
+    /// The clearing account of a connector for a tenant and currency: money in flight at
+    /// the bank. It has no overdraft limit; its balance mirrors the bank's position.
+    pub fn clearing(id: AccountId, tenant: TenantId, currency: Currency, connector: &str, now: Timestamp) -> Self {
+        Self {
+            id,
+            tenant,
+            currency,
+            name: AccountName::parse(&format!("{connector} clearing")).ok(),
+            holder: None,
+            overdraft_limit: Amount::ZERO,
+            balance: Balance::ZERO,
+            metadata: Metadata::default(),
+            kind: AccountKind::Clearing,
+            created_at: now,
+            version: 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,12 @@ pub mod crypto;
 pub mod cursor;
 pub mod error;
 pub mod holder;
+pub mod idempotency;
 pub mod ids;
 pub mod money;
+pub mod payment;
 pub mod ports;
 pub mod secret;
+pub mod transfer;
 
 pub use error::{DomainError, ErrorCode, Problem};

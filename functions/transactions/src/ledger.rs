@@ -1,0 +1,596 @@
+//! Money-moving routes: transfers, holds, reversals and payments, with idempotency.
+//!
+//! Every money-moving request reads what it decides on in one round trip, decides in the
+//! domain, and commits its whole effect, idempotency record included, in one DynamoDB
+//! transaction whose conditions settle every race. A write refused because a record
+//! moved on is decided again from a fresh read, with jittered backoff, within a budget.
+
+use std::time::{Duration, Instant};
+
+use fintx_adapters::http::{body_bytes, canonical_json, json_response, JsonObject};
+use fintx_adapters::system;
+use fintx_domain::account::{Account, Metadata};
+use fintx_domain::auth::Principal;
+use fintx_domain::crypto::SealContext;
+use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, IdempotencyRecord};
+use fintx_domain::ids::{AccountId, PaymentId, TransferId};
+use fintx_domain::money::{format_decimal, Amount, Currency};
+use fintx_domain::payment::{
+    parse_reference, ConnectorName, Payment, PaymentStatus, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
+};
+use fintx_domain::ports::{ClearingKey, CommitError, LedgerWrite, Reads, Rejection, Snapshot};
+use fintx_domain::transfer::{
+    open_transfer, parse_description, post_pending, reverse_posted, void_pending, NewTransfer, Transfer, Transition,
+};
+use fintx_domain::{DomainError, Problem};
+use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+
+use crate::{holder_plaintext, masked_holder_view, parse_holder, App, BODY_MAX_BYTES};
+
+/// Attempts and time a request may spend on writes refused by concurrent writers.
+const ATTEMPTS_MAX: u32 = 40;
+const BUDGET: Duration = Duration::from_secs(5);
+
+/// The idempotency key of a request, scoped and fingerprinted.
+pub(crate) struct Idempotency {
+    scope: String,
+    fingerprint: String,
+}
+
+/// Reads the `Idempotency-Key` header: required on money-moving routes, optional on
+/// account creation.
+pub(crate) fn idempotency(
+    request: &Request,
+    caller: &Principal,
+    route: &str,
+    body: &[u8],
+    required: bool,
+) -> Result<Option<Idempotency>, DomainError> {
+    let header = request.headers().get("idempotency-key");
+    let Some(header) = header else {
+        return if required {
+            Err(DomainError::IdempotencyKeyMissing)
+        } else {
+            Ok(None)
+        };
+    };
+    let key = IdempotencyKey::parse(
+        header
+            .to_str()
+            .map_err(|_| DomainError::invalid_request("Idempotency-Key is 1 to 255 printable ASCII characters"))?,
+    )?;
+    Ok(Some(Idempotency {
+        scope: scope_key(&caller.tenant, route, &key),
+        fingerprint: fingerprint(route, &canonical_json(body)),
+    }))
+}
+
+/// What a request decided from a snapshot.
+pub(crate) enum Decision {
+    /// Read these as well, then decide again.
+    ReadMore(Reads),
+    /// Nothing changes; answer this.
+    Respond(u16, Value),
+    /// Commit this write, then answer.
+    Write(Box<LedgerWrite>, u16, Value),
+}
+
+fn respond(status: u16, body: &str, replayed: bool) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_owned()));
+    *response.status_mut() =
+        lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::OK);
+    let content_type = if status >= 400 {
+        "application/problem+json"
+    } else {
+        "application/json"
+    };
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn record(idem: &Idempotency, status: u16, body: &str) -> IdempotencyRecord {
+    IdempotencyRecord::new(
+        idem.scope.clone(),
+        idem.fingerprint.clone(),
+        status,
+        body.to_owned(),
+        system::now().unix_ms(),
+    )
+}
+
+fn replay(record: &IdempotencyRecord, idem: &Idempotency) -> Result<Response<Body>, DomainError> {
+    if record.fingerprint != idem.fingerprint {
+        return Err(DomainError::IdempotencyKeyReused);
+    }
+    Ok(respond(record.status, &record.body, true))
+}
+
+fn backoff(attempt: u32) -> Duration {
+    // Full jitter: a random wait up to an exponentially growing cap.
+    let cap_ms = (5u64 << attempt.min(6)).min(250);
+    let random = getrandom::u64().unwrap_or(cap_ms / 2);
+    Duration::from_millis(random % (cap_ms + 1))
+}
+
+/// Runs one money-moving request to its recorded outcome.
+pub(crate) async fn execute(
+    app: &App,
+    caller: &Principal,
+    idem: Option<Idempotency>,
+    mut reads: Reads,
+    decide: impl Fn(&Snapshot) -> Result<Decision, DomainError>,
+) -> Result<Response<Body>, DomainError> {
+    reads.idempotency = idem.as_ref().map(|i| i.scope.clone());
+    let started = Instant::now();
+    for attempt in 0..ATTEMPTS_MAX {
+        if started.elapsed() > BUDGET {
+            break;
+        }
+        let snapshot = app.store.read(&caller.tenant, &reads).await?;
+        if let (Some(idem), Some(recorded)) = (&idem, &snapshot.idempotency) {
+            return replay(recorded, idem);
+        }
+        let decision = match decide(&snapshot) {
+            Ok(decision) => decision,
+            Err(error) if error.code().is_transient() => return Err(error),
+            Err(error) => match record_outcome(app, idem.as_ref(), &error).await? {
+                true => return Err(error),
+                false => continue,
+            },
+        };
+        let (mut write, status, body) = match decision {
+            Decision::ReadMore(more) => {
+                reads = Reads {
+                    idempotency: reads.idempotency.take(),
+                    ..more
+                };
+                continue;
+            }
+            Decision::Respond(status, body) => (LedgerWrite::default(), status, body),
+            Decision::Write(write, status, body) => (*write, status, body),
+        };
+        let text = body.to_string();
+        write.idempotency = idem.as_ref().map(|i| record(i, status, &text));
+        if write.idempotency.is_none()
+            && write.deltas.is_empty()
+            && write.new_transfers.is_empty()
+            && write.new_accounts.is_empty()
+            && write.transfer_updates.is_empty()
+            && write.new_payments.is_empty()
+            && write.payment_updates.is_empty()
+        {
+            return Ok(respond(status, &text, false));
+        }
+        match app.store.commit(&write).await {
+            Ok(()) => return Ok(respond(status, &text, false)),
+            Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => continue,
+            Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {
+                let error = DomainError::InsufficientFunds;
+                match record_outcome(app, idem.as_ref(), &error).await? {
+                    true => return Err(error),
+                    false => continue,
+                }
+            }
+            Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention)) => {
+                tracing::debug!(attempt, "write refused by a concurrent change; deciding again");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(CommitError::Failed(error)) => return Err(error),
+        }
+    }
+    tracing::warn!("retry budget exhausted under contention");
+    Err(DomainError::Unavailable)
+}
+
+/// Records a business refusal under the key so a retry replays it. Returns false when the
+/// key was recorded meanwhile (the caller replays that instead).
+async fn record_outcome(app: &App, idem: Option<&Idempotency>, error: &DomainError) -> Result<bool, DomainError> {
+    let Some(idem) = idem else { return Ok(true) };
+    let problem = Problem::from(error);
+    let body = serde_json::to_string(&problem).map_err(|_| DomainError::Unavailable)?;
+    let write = LedgerWrite {
+        idempotency: Some(record(idem, problem.status, &body)),
+        ..LedgerWrite::default()
+    };
+    match app.store.commit(&write).await {
+        Ok(()) => Ok(true),
+        Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => Ok(false),
+        Err(CommitError::Rejected(_)) => Ok(true),
+        Err(CommitError::Failed(e)) => Err(e),
+    }
+}
+
+// --------------------------------------------------------------------------- views
+
+pub fn transfer_view(t: &Transfer) -> Value {
+    let c = t.currency;
+    json!({
+        "id": t.id,
+        "debit_account_id": t.debit_account_id,
+        "credit_account_id": t.credit_account_id,
+        "amount": format_decimal(t.amount.value(), c),
+        "currency": c.code(),
+        "status": t.status.as_str(),
+        "posted_amount": format_decimal(t.posted_amount.value(), c),
+        "reversed_amount": format_decimal(t.reversed_amount.value(), c),
+        "reverses": t.reverses,
+        "description": t.description,
+        "metadata": t.metadata.pairs(),
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "version": t.version,
+    })
+}
+
+pub fn payment_view(p: &Payment) -> Value {
+    json!({
+        "id": p.id,
+        "account_id": p.account_id,
+        "transfer_id": p.transfer_id,
+        "status": p.status.as_str(),
+        "connector": p.connector.as_str(),
+        "counterparty": masked_holder_view(&p.counterparty_masked),
+        "amount": format_decimal(p.amount.value(), p.currency),
+        "currency": p.currency.code(),
+        "reference": p.reference,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "version": p.version,
+    })
+}
+
+// --------------------------------------------------------------------------- parsing
+
+fn account_id_field(object: &mut JsonObject, field: &str) -> Result<AccountId, DomainError> {
+    let text = object.required_string(field)?;
+    // An id that cannot exist cannot be the tenant's account.
+    AccountId::parse(&text).ok_or(DomainError::AccountNotFound)
+}
+
+fn required_amount(object: &mut JsonObject, field: &str) -> Result<String, DomainError> {
+    object
+        .amount(field)?
+        .ok_or_else(|| DomainError::invalid_request(format!("`{field}` is required")))
+}
+
+/// `POST /v1/transfers` body → command.
+pub fn parse_new_transfer(body: &[u8]) -> Result<NewTransfer, DomainError> {
+    let mut o = JsonObject::parse(body)?;
+    let debit = o.required_string("debit_account_id")?;
+    let credit = o.required_string("credit_account_id")?;
+    let amount = required_amount(&mut o, "amount")?;
+    let currency = o.required_string("currency")?;
+    let pending = o.boolean("pending")?.unwrap_or(false);
+    let description = parse_description(o.string("description")?)?;
+    let metadata = Metadata::parse(o.string_map("metadata")?.unwrap_or_default())?;
+    o.finish()?;
+    let currency = Currency::parse(&currency)?;
+    Ok(NewTransfer {
+        debit_account_id: AccountId::parse(&debit).ok_or(DomainError::AccountNotFound)?,
+        credit_account_id: AccountId::parse(&credit).ok_or(DomainError::AccountNotFound)?,
+        amount: Amount::parse_positive(&amount, currency)?,
+        currency,
+        pending,
+        description,
+        metadata,
+    })
+}
+
+// --------------------------------------------------------------------------- routes
+
+pub(crate) async fn create_transfer(
+    app: &App,
+    caller: &Principal,
+    request: &Request,
+) -> Result<Response<Body>, DomainError> {
+    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let idem = idempotency(request, caller, "POST /v1/transfers", body, true)?;
+    let command = parse_new_transfer(body)?;
+    let now = system::now();
+    let id = TransferId::from_ulid(system::new_ulid(now));
+    let reads = Reads {
+        accounts: vec![command.debit_account_id, command.credit_account_id],
+        ..Reads::default()
+    };
+    execute(app, caller, idem, reads, |snapshot| {
+        let (Some(Some(debit)), Some(Some(credit))) = (snapshot.accounts.first(), snapshot.accounts.get(1)) else {
+            return Err(DomainError::AccountNotFound);
+        };
+        let (transfer, deltas) = open_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
+        let view = transfer_view(&transfer);
+        let write = LedgerWrite {
+            deltas: deltas.to_vec(),
+            new_transfers: vec![transfer],
+            ..LedgerWrite::default()
+        };
+        Ok(Decision::Write(Box::new(write), 201, view))
+    })
+    .await
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Action {
+    Post,
+    Void,
+    Reverse,
+}
+
+pub(crate) async fn transition(
+    app: &App,
+    caller: &Principal,
+    request: &Request,
+    id: &str,
+    action: Action,
+) -> Result<Response<Body>, DomainError> {
+    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let route = match action {
+        Action::Post => format!("POST /v1/transfers/{id}/post"),
+        Action::Void => format!("POST /v1/transfers/{id}/void"),
+        Action::Reverse => format!("POST /v1/transfers/{id}/reverse"),
+    };
+    let idem = idempotency(request, caller, &route, body, true)?;
+    let mut o = JsonObject::parse_optional(body)?;
+    let amount = match action {
+        Action::Void => None,
+        Action::Post | Action::Reverse => o.amount("amount")?,
+    };
+    let description = match action {
+        Action::Reverse => parse_description(o.string("description")?)?,
+        _ => None,
+    };
+    o.finish()?;
+    let id = TransferId::parse(id).ok_or(DomainError::NotFound)?;
+    let now = system::now();
+    let reversal_id = TransferId::from_ulid(system::new_ulid(now));
+    let reads = Reads {
+        transfer: Some(id),
+        ..Reads::default()
+    };
+    execute(app, caller, idem, reads, |snapshot| {
+        let transfer = snapshot.transfer.as_ref().ok_or(DomainError::NotFound)?;
+        let amount = amount
+            .as_deref()
+            .map(|a| Amount::parse_positive(a, transfer.currency))
+            .transpose()?;
+        let transition = match action {
+            Action::Post => post_pending(transfer, amount, now)?,
+            Action::Void => void_pending(transfer, now)?,
+            Action::Reverse => {
+                // The reversal debits the original credit account: read it with the
+                // transfer, then decide.
+                let Some(Some(credit)) = snapshot.accounts.first() else {
+                    return Ok(Decision::ReadMore(Reads {
+                        transfer: Some(id),
+                        accounts: vec![transfer.credit_account_id],
+                        ..Reads::default()
+                    }));
+                };
+                let r = reverse_posted(transfer, reversal_id, amount, description.clone(), credit, now)?;
+                let view = transfer_view(&r.reversal);
+                let write = LedgerWrite {
+                    deltas: r.deltas.to_vec(),
+                    new_transfers: vec![r.reversal],
+                    transfer_updates: vec![(r.original, transfer.version)],
+                    ..LedgerWrite::default()
+                };
+                return Ok(Decision::Write(Box::new(write), 201, view));
+            }
+        };
+        Ok(match transition {
+            Transition::Unchanged => Decision::Respond(200, transfer_view(transfer)),
+            Transition::Apply(next, deltas) => {
+                let view = transfer_view(&next);
+                let write = LedgerWrite {
+                    deltas: deltas.to_vec(),
+                    transfer_updates: vec![(*next, transfer.version)],
+                    ..LedgerWrite::default()
+                };
+                Decision::Write(Box::new(write), 200, view)
+            }
+        })
+    })
+    .await
+}
+
+pub(crate) async fn get_transfer(app: &App, caller: &Principal, id: &str) -> Result<Response<Body>, DomainError> {
+    let id = TransferId::parse(id).ok_or(DomainError::NotFound)?;
+    let snapshot = app
+        .store
+        .read(
+            &caller.tenant,
+            &Reads {
+                transfer: Some(id),
+                ..Reads::default()
+            },
+        )
+        .await?;
+    let transfer = snapshot.transfer.ok_or(DomainError::NotFound)?;
+    Ok(json_response(200, &transfer_view(&transfer)))
+}
+
+pub(crate) async fn list_account_transfers(
+    app: &App,
+    caller: &Principal,
+    request: &Request,
+    id: &str,
+) -> Result<Response<Body>, DomainError> {
+    let limit = crate::page_limit(request)?;
+    let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
+    let listing = format!("transfers:{id}");
+    let before = match fintx_adapters::http::query_param(request, "cursor") {
+        None => None,
+        Some(cursor) => {
+            let key = app.cursor_keys.cursor_key().await?;
+            let position = key.open(&caller.tenant, &listing, &cursor)?;
+            Some(TransferId::parse(&position).ok_or(DomainError::InvalidCursor)?)
+        }
+    };
+    app.store
+        .get_account(&caller.tenant, &id)
+        .await?
+        .ok_or(DomainError::AccountNotFound)?;
+    let page = app
+        .store
+        .list_account_transfers(&caller.tenant, &id, limit, before)
+        .await?;
+    let next_cursor = match page.next {
+        None => None,
+        Some(last) => Some(
+            app.cursor_keys
+                .cursor_key()
+                .await?
+                .seal(&caller.tenant, &listing, &last.to_string()),
+        ),
+    };
+    let data: Vec<Value> = page.items.iter().map(transfer_view).collect();
+    Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
+}
+
+pub(crate) async fn create_payment(
+    app: &App,
+    caller: &Principal,
+    request: &Request,
+) -> Result<Response<Body>, DomainError> {
+    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let idem = idempotency(request, caller, "POST /v1/payments", body, true)?;
+    let mut o = JsonObject::parse(body)?;
+    let account_id = account_id_field(&mut o, "account_id");
+    let amount = required_amount(&mut o, "amount")?;
+    let currency = o.required_string("currency")?;
+    let connector = o.required_string("connector")?;
+    let counterparty = o
+        .object("counterparty")?
+        .ok_or_else(|| DomainError::invalid_request("`counterparty` is required"))?;
+    let counterparty = parse_holder(counterparty)?;
+    let reference = parse_reference(o.string("reference")?)?;
+    o.finish()?;
+    let currency = Currency::parse(&currency)?;
+    let amount = Amount::parse_positive(&amount, currency)?;
+    let account_id = account_id?;
+    let connector = ConnectorName::parse(&connector)
+        .filter(|c| app.connectors.iter().any(|known| known == c.as_str()))
+        .ok_or(DomainError::UnknownConnector)?;
+
+    let now = system::now();
+    let payment_id = PaymentId::from_ulid(system::new_ulid(now));
+    let transfer_id = TransferId::from_ulid(system::new_ulid(now));
+    let new_clearing_id = AccountId::from_ulid(system::new_ulid(now));
+    // Sealed once, before any write: KMS unavailable means nothing is written.
+    let context = SealContext::new(
+        &caller.tenant,
+        COUNTERPARTY_SEAL_KIND,
+        payment_id,
+        COUNTERPARTY_SEAL_FIELD,
+    );
+    let sealed = app
+        .cipher
+        .seal(holder_plaintext(&counterparty).expose(), &context)
+        .await?;
+    let masked = counterparty.masked();
+    drop(counterparty);
+
+    let clearing = ClearingKey {
+        tenant: caller.tenant.clone(),
+        connector: connector.clone(),
+        currency,
+    };
+    let reads = Reads {
+        accounts: vec![account_id],
+        clearing: Some(clearing.clone()),
+        ..Reads::default()
+    };
+    execute(app, caller, idem, reads, |snapshot| {
+        let Some(Some(account)) = snapshot.accounts.first() else {
+            return Err(DomainError::AccountNotFound);
+        };
+        let mut write = LedgerWrite::default();
+        let clearing_account = match (snapshot.clearing, snapshot.accounts.get(1)) {
+            (Some(_), Some(Some(existing))) => existing.clone(),
+            (Some(existing), _) => {
+                return Ok(Decision::ReadMore(Reads {
+                    accounts: vec![account_id, existing],
+                    clearing: Some(clearing.clone()),
+                    ..Reads::default()
+                }))
+            }
+            (None, _) => {
+                // First payment of this tenant, connector and currency: the clearing
+                // account is created in the same transaction, exactly once.
+                let created = Account::clearing(
+                    new_clearing_id,
+                    caller.tenant.clone(),
+                    currency,
+                    connector.as_str(),
+                    now,
+                );
+                write.new_accounts.push(created.clone());
+                write.new_clearing = Some((clearing.clone(), created.id));
+                created
+            }
+        };
+        let command = NewTransfer {
+            debit_account_id: account.id,
+            credit_account_id: clearing_account.id,
+            amount,
+            currency,
+            pending: true,
+            description: Some(format!("payment {payment_id}")),
+            metadata: Metadata::default(),
+        };
+        let (transfer, deltas) = open_transfer(transfer_id, &caller.tenant, command, account, &clearing_account, now)?;
+        // A clearing account created in this write has no row yet to apply a delta to:
+        // its opening state already is the pending credit.
+        let mut deltas = deltas.to_vec();
+        if let Some(created) = write.new_accounts.first_mut() {
+            created.balance.pending_credits = amount.value();
+            deltas.retain(|d| d.account_id != created.id);
+        }
+        let payment = Payment {
+            id: payment_id,
+            tenant: caller.tenant.clone(),
+            account_id: account.id,
+            transfer_id,
+            connector: connector.clone(),
+            counterparty: sealed.clone(),
+            counterparty_masked: masked.clone(),
+            amount,
+            currency,
+            reference: reference.clone(),
+            status: PaymentStatus::Pending,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let view = payment_view(&payment);
+        write.deltas = deltas;
+        write.new_transfers.push(transfer);
+        write.new_payments.push(payment);
+        Ok(Decision::Write(Box::new(write), 201, view))
+    })
+    .await
+}
+
+pub(crate) async fn get_payment(app: &App, caller: &Principal, id: &str) -> Result<Response<Body>, DomainError> {
+    let id = PaymentId::parse(id).ok_or(DomainError::NotFound)?;
+    let snapshot = app
+        .store
+        .read(
+            &caller.tenant,
+            &Reads {
+                payment: Some(id),
+                ..Reads::default()
+            },
+        )
+        .await?;
+    let payment = snapshot.payment.ok_or(DomainError::NotFound)?;
+    Ok(json_response(200, &payment_view(&payment)))
+}

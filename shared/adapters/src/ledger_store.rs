@@ -1,0 +1,557 @@
+//! The DynamoDB ledger: one `TransactGetItems` to read what a request decides on, one
+//! `TransactWriteItems` to commit its whole effect with every condition attached.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Get, KeysAndAttributes, Put, TransactGetItem, TransactWriteItem, Update,
+};
+use fintx_domain::account::Metadata;
+use fintx_domain::auth::TenantId;
+use fintx_domain::clock::Timestamp;
+use fintx_domain::crypto::Sealed;
+use fintx_domain::holder::MaskedHolder;
+use fintx_domain::idempotency::IdempotencyRecord;
+use fintx_domain::ids::{AccountId, PaymentId, TransferId};
+use fintx_domain::money::{Amount, Currency};
+use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
+use fintx_domain::ports::{ClearingKey, CommitError, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
+use fintx_domain::transfer::{Transfer, TransferStatus};
+use fintx_domain::DomainError;
+
+use crate::dynamo::{account_from_item, account_item, corrupt, n, s, DynamoStore, Item};
+
+type Attributes = HashMap<String, AttributeValue>;
+
+fn key(pk: String, sk: &str) -> Attributes {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn transfer_key(id: &TransferId) -> Attributes {
+    key(format!("TR#{id}"), "TR")
+}
+
+fn payment_key(id: &PaymentId) -> Attributes {
+    key(format!("PAY#{id}"), "PAY")
+}
+
+fn clearing_key(k: &ClearingKey) -> Attributes {
+    key(
+        format!("CLEARING#{}#{}#{}", k.tenant, k.connector.as_str(), k.currency.code()),
+        "CLEARING",
+    )
+}
+
+fn account_key(id: &AccountId) -> Attributes {
+    key(format!("ACCT#{id}"), "ACCT")
+}
+
+fn metadata_value(metadata: &Metadata) -> AttributeValue {
+    AttributeValue::M(
+        metadata
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v.as_str())))
+            .collect(),
+    )
+}
+
+pub(crate) fn transfer_item(t: &Transfer) -> Attributes {
+    let mut item = transfer_key(&t.id);
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("entity", s("transfer"));
+    put("id", s(t.id.to_string()));
+    put("tenant_id", s(t.tenant.as_str()));
+    put("debit_account_id", s(t.debit_account_id.to_string()));
+    put("credit_account_id", s(t.credit_account_id.to_string()));
+    put("amount", n(t.amount.value()));
+    put("currency", s(t.currency.code()));
+    put("status", s(t.status.as_str()));
+    put("posted_amount", n(t.posted_amount.value()));
+    put("reversed_amount", n(t.reversed_amount.value()));
+    if let Some(r) = t.reverses {
+        put("reverses", s(r.to_string()));
+    }
+    if let Some(d) = &t.description {
+        put("description", s(d.as_str()));
+    }
+    put("metadata", metadata_value(&t.metadata));
+    put("created_at", s(t.created_at.to_string()));
+    put("updated_at", s(t.updated_at.to_string()));
+    put("version", AttributeValue::N(t.version.to_string()));
+    item
+}
+
+fn amount(item: &Item<'_>, name: &str, currency: Currency) -> Result<Amount, DomainError> {
+    Amount::from_decimal(item.decimal(name)?, currency).map_err(|_| corrupt(name))
+}
+
+fn timestamp(item: &Item<'_>, name: &str) -> Result<Timestamp, DomainError> {
+    Timestamp::parse_rfc3339(item.s(name)?).ok_or_else(|| corrupt(name))
+}
+
+pub(crate) fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
+    let item = Item(raw);
+    let currency = Currency::parse(item.s("currency")?).map_err(|_| corrupt("currency"))?;
+    let account = |name: &str| AccountId::parse(item.s(name)?).ok_or_else(|| corrupt(name));
+    Ok(Transfer {
+        id: TransferId::parse(item.s("id")?).ok_or_else(|| corrupt("id"))?,
+        tenant: TenantId::parse(item.s("tenant_id")?).map_err(|_| corrupt("tenant_id"))?,
+        debit_account_id: account("debit_account_id")?,
+        credit_account_id: account("credit_account_id")?,
+        amount: amount(&item, "amount", currency)?,
+        currency,
+        status: TransferStatus::parse(item.s("status")?).ok_or_else(|| corrupt("status"))?,
+        posted_amount: amount(&item, "posted_amount", currency)?,
+        reversed_amount: amount(&item, "reversed_amount", currency)?,
+        reverses: item
+            .opt_s("reverses")?
+            .map(|r| TransferId::parse(r).ok_or_else(|| corrupt("reverses")))
+            .transpose()?,
+        description: item.opt_s("description")?.map(str::to_owned),
+        metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
+        created_at: timestamp(&item, "created_at")?,
+        updated_at: timestamp(&item, "updated_at")?,
+        version: item.u64("version")?,
+    })
+}
+
+fn masked_value(mask: &MaskedHolder) -> AttributeValue {
+    let mut map = HashMap::from([("name_initials".to_owned(), s(mask.name_initials.as_str()))]);
+    if let Some(v) = &mask.account_number_last4 {
+        map.insert("account_number_last4".to_owned(), s(v.as_str()));
+    }
+    if let Some(v) = &mask.iban_last4 {
+        map.insert("iban_last4".to_owned(), s(v.as_str()));
+    }
+    AttributeValue::M(map)
+}
+
+pub(crate) fn masked_from(item: &Item<'_>, name: &str) -> Result<MaskedHolder, DomainError> {
+    let mask = item.string_map(name)?;
+    Ok(MaskedHolder {
+        name_initials: mask.get("name_initials").cloned().ok_or_else(|| corrupt(name))?,
+        account_number_last4: mask.get("account_number_last4").cloned(),
+        iban_last4: mask.get("iban_last4").cloned(),
+    })
+}
+
+pub(crate) fn payment_item(p: &Payment) -> Attributes {
+    let mut item = payment_key(&p.id);
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("entity", s("payment"));
+    put("id", s(p.id.to_string()));
+    put("tenant_id", s(p.tenant.as_str()));
+    put("account_id", s(p.account_id.to_string()));
+    put("transfer_id", s(p.transfer_id.to_string()));
+    put("connector", s(p.connector.as_str()));
+    put(
+        "counterparty_sealed",
+        AttributeValue::B(Blob::new(p.counterparty.as_bytes())),
+    );
+    put("counterparty_masked", masked_value(&p.counterparty_masked));
+    put("amount", n(p.amount.value()));
+    put("currency", s(p.currency.code()));
+    if let Some(r) = &p.reference {
+        put("reference", s(r.as_str()));
+    }
+    put("status", s(p.status.as_str()));
+    put("created_at", s(p.created_at.to_string()));
+    put("updated_at", s(p.updated_at.to_string()));
+    put("version", AttributeValue::N(p.version.to_string()));
+    item
+}
+
+pub(crate) fn payment_from_item(raw: &Attributes) -> Result<Payment, DomainError> {
+    let item = Item(raw);
+    let currency = Currency::parse(item.s("currency")?).map_err(|_| corrupt("currency"))?;
+    Ok(Payment {
+        id: PaymentId::parse(item.s("id")?).ok_or_else(|| corrupt("id"))?,
+        tenant: TenantId::parse(item.s("tenant_id")?).map_err(|_| corrupt("tenant_id"))?,
+        account_id: AccountId::parse(item.s("account_id")?).ok_or_else(|| corrupt("account_id"))?,
+        transfer_id: TransferId::parse(item.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?,
+        connector: ConnectorName::parse(item.s("connector")?).ok_or_else(|| corrupt("connector"))?,
+        counterparty: Sealed::from_bytes(
+            item.opt_bytes("counterparty_sealed")?
+                .ok_or_else(|| corrupt("counterparty_sealed"))?
+                .to_vec(),
+        ),
+        counterparty_masked: masked_from(&item, "counterparty_masked")?,
+        amount: amount(&item, "amount", currency)?,
+        currency,
+        reference: item.opt_s("reference")?.map(str::to_owned),
+        status: PaymentStatus::parse(item.s("status")?).ok_or_else(|| corrupt("status"))?,
+        created_at: timestamp(&item, "created_at")?,
+        updated_at: timestamp(&item, "updated_at")?,
+        version: item.u64("version")?,
+    })
+}
+
+fn idempotency_item(r: &IdempotencyRecord) -> Attributes {
+    HashMap::from([
+        ("pk".to_owned(), s(r.scope_key.as_str())),
+        ("fingerprint".to_owned(), s(r.fingerprint.as_str())),
+        ("status".to_owned(), AttributeValue::N(r.status.to_string())),
+        ("body".to_owned(), s(r.body.as_str())),
+        (
+            "created_at_ms".to_owned(),
+            AttributeValue::N(r.created_at_ms.to_string()),
+        ),
+        ("expires_at".to_owned(), AttributeValue::N(r.expires_at.to_string())),
+    ])
+}
+
+fn idempotency_from_item(raw: &Attributes) -> Result<IdempotencyRecord, DomainError> {
+    let item = Item(raw);
+    Ok(IdempotencyRecord {
+        scope_key: item.s("pk")?.to_owned(),
+        fingerprint: item.s("fingerprint")?.to_owned(),
+        status: u16::try_from(item.u64("status")?).map_err(|_| corrupt("status"))?,
+        body: item.s("body")?.to_owned(),
+        created_at_ms: i64::try_from(item.u64("created_at_ms")?).map_err(|_| corrupt("created_at_ms"))?,
+        expires_at: i64::try_from(item.u64("expires_at")?).map_err(|_| corrupt("expires_at"))?,
+    })
+}
+
+fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
+    let get = Get::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactGetItem::builder().get(get).build())
+}
+
+/// What each item of a write is, to read DynamoDB's cancellation reasons back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Idempotency,
+    CoveredDebit,
+    Other,
+}
+
+fn put(
+    table: &str,
+    item: Attributes,
+    condition: &str,
+    values: Option<Attributes>,
+) -> Result<TransactWriteItem, DomainError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition)
+        .set_expression_attribute_values(values)
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+const NEW: &str = "attribute_not_exists(pk)";
+
+#[async_trait]
+impl LedgerStore for DynamoStore {
+    async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
+        let ledger = &self.tables().ledger;
+        let mut gets = Vec::new();
+        if let Some(scope) = &reads.idempotency {
+            gets.push(get(
+                &self.tables().idempotency,
+                HashMap::from([("pk".to_owned(), s(scope.as_str()))]),
+            )?);
+        }
+        for id in &reads.accounts {
+            gets.push(get(ledger, account_key(id))?);
+        }
+        if let Some(id) = &reads.transfer {
+            gets.push(get(ledger, transfer_key(id))?);
+        }
+        if let Some(id) = &reads.payment {
+            gets.push(get(ledger, payment_key(id))?);
+        }
+        if let Some(k) = &reads.clearing {
+            gets.push(get(ledger, clearing_key(k))?);
+        }
+        if gets.is_empty() {
+            return Ok(Snapshot::default());
+        }
+        let output = self
+            .client()
+            .transact_get_items()
+            .set_transact_items(Some(gets))
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %DisplayErrorContext(&e), "TransactGetItems failed");
+                DomainError::Unavailable
+            })?;
+        let mut responses = output.responses.unwrap_or_default().into_iter().map(|r| r.item);
+        let mut next = || responses.next().flatten();
+        let mut snapshot = Snapshot::default();
+        if reads.idempotency.is_some() {
+            snapshot.idempotency = next().map(|i| idempotency_from_item(&i)).transpose()?;
+        }
+        for _ in &reads.accounts {
+            let account = next().map(|i| account_from_item(&i)).transpose()?;
+            snapshot.accounts.push(account.filter(|a| &a.tenant == tenant));
+        }
+        if reads.transfer.is_some() {
+            let transfer = next().map(|i| transfer_from_item(&i)).transpose()?;
+            snapshot.transfer = transfer.filter(|t| &t.tenant == tenant);
+        }
+        if reads.payment.is_some() {
+            let payment = next().map(|i| payment_from_item(&i)).transpose()?;
+            snapshot.payment = payment.filter(|p| &p.tenant == tenant);
+        }
+        if reads.clearing.is_some() {
+            snapshot.clearing = match next() {
+                None => None,
+                Some(i) => Some(AccountId::parse(Item(&i).s("account_id")?).ok_or_else(|| corrupt("account_id"))?),
+            };
+        }
+        Ok(snapshot)
+    }
+
+    async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
+        let ledger = self.tables().ledger.as_str();
+        let mut items = Vec::new();
+        let mut roles = Vec::new();
+        if let Some(record) = &write.idempotency {
+            items.push(put(&self.tables().idempotency, idempotency_item(record), NEW, None)?);
+            roles.push(Role::Idempotency);
+        }
+        for account in &write.new_accounts {
+            items.push(put(ledger, account_item(account), NEW, None)?);
+            roles.push(Role::Other);
+        }
+        if let Some((k, id)) = &write.new_clearing {
+            let mut item = clearing_key(k);
+            item.insert("account_id".to_owned(), s(id.to_string()));
+            item.insert("tenant_id".to_owned(), s(k.tenant.as_str()));
+            items.push(put(ledger, item, NEW, None)?);
+            roles.push(Role::Other);
+        }
+        for delta in &write.deltas {
+            let headroom = delta.headroom_change()?;
+            let mut values = HashMap::from([
+                (":p".to_owned(), n(delta.posted)),
+                (":pd".to_owned(), n(delta.pending_debits)),
+                (":pc".to_owned(), n(delta.pending_credits)),
+                (":h".to_owned(), n(headroom)),
+                (":one".to_owned(), AttributeValue::N("1".into())),
+            ]);
+            let mut condition = "attribute_exists(pk)".to_owned();
+            if let Some(cover) = delta.cover {
+                condition.push_str(" AND spendable >= :cover");
+                values.insert(":cover".to_owned(), n(cover.value()));
+            }
+            let update = Update::builder()
+                .table_name(ledger)
+                .set_key(Some(account_key(&delta.account_id)))
+                .update_expression("ADD posted :p, pending_debits :pd, pending_credits :pc, spendable :h, version :one")
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            roles.push(if delta.cover.is_some() {
+                Role::CoveredDebit
+            } else {
+                Role::Other
+            });
+        }
+        for transfer in &write.new_transfers {
+            items.push(put(ledger, transfer_item(transfer), NEW, None)?);
+            roles.push(Role::Other);
+            // One listing entry per side, so each account's transfers are one Query away.
+            for account in [transfer.debit_account_id, transfer.credit_account_id] {
+                let mut entry = key(format!("ACCT#{account}"), &format!("TR#{}", transfer.id));
+                entry.insert("entity".to_owned(), s("account_transfer"));
+                entry.insert("transfer_id".to_owned(), s(transfer.id.to_string()));
+                entry.insert("tenant_id".to_owned(), s(transfer.tenant.as_str()));
+                items.push(put(ledger, entry, NEW, None)?);
+                roles.push(Role::Other);
+            }
+        }
+        for (transfer, expected) in &write.transfer_updates {
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            items.push(put(ledger, transfer_item(transfer), "version = :v", Some(values))?);
+            roles.push(Role::Other);
+        }
+        for payment in &write.new_payments {
+            items.push(put(ledger, payment_item(payment), NEW, None)?);
+            roles.push(Role::Other);
+        }
+        for (payment, expected) in &write.payment_updates {
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            items.push(put(ledger, payment_item(payment), "version = :v", Some(values))?);
+            roles.push(Role::Other);
+        }
+        let result = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let reasons = match error.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(e)) => {
+                e.cancellation_reasons().to_vec()
+            }
+            Some(e) if e.meta().code() == Some("TransactionConflictException") => {
+                return Err(CommitError::Rejected(Rejection::Contention))
+            }
+            _ => {
+                tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
+                return Err(CommitError::Failed(DomainError::Unavailable));
+            }
+        };
+        let mut rejection: Option<Rejection> = None;
+        let rank = |r: Rejection| match r {
+            Rejection::IdempotencyRecorded => 0,
+            Rejection::Contention => 1,
+            Rejection::Stale => 2,
+            Rejection::InsufficientFunds => 3,
+        };
+        for (reason, role) in reasons.iter().zip(&roles) {
+            let found = match (reason.code(), role) {
+                (Some("ConditionalCheckFailed"), Role::Idempotency) => Rejection::IdempotencyRecorded,
+                (Some("ConditionalCheckFailed"), Role::CoveredDebit) => Rejection::InsufficientFunds,
+                (Some("ConditionalCheckFailed"), Role::Other) => Rejection::Stale,
+                (Some("TransactionConflict"), _) => Rejection::Contention,
+                _ => continue,
+            };
+            if rejection.is_none_or(|r| rank(found) < rank(r)) {
+                rejection = Some(found);
+            }
+        }
+        match rejection {
+            Some(r) => Err(CommitError::Rejected(r)),
+            None => {
+                tracing::error!(error = %DisplayErrorContext(&error), "transaction cancelled without a reason");
+                Err(CommitError::Failed(DomainError::Unavailable))
+            }
+        }
+    }
+
+    async fn list_account_transfers(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        before: Option<TransferId>,
+    ) -> Result<Page<Transfer, TransferId>, DomainError> {
+        let ledger = &self.tables().ledger;
+        let upper = match before {
+            Some(b) => format!("TR#{b}"),
+            // Every transfer id sorts below this bound.
+            None => "TR#~".to_owned(),
+        };
+        let output = self
+            .client()
+            .query()
+            .table_name(ledger)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(format!("ACCT#{account}")))
+            .expression_attribute_values(":lo", s("TR#"))
+            .expression_attribute_values(":hi", s(upper.clone()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %DisplayErrorContext(&e), "Query account transfers failed");
+                DomainError::Unavailable
+            })?;
+        let mut ids = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let entry = Item(&item);
+            if entry.s("sk")? == upper || entry.s("tenant_id")? != tenant.as_str() {
+                continue;
+            }
+            ids.push(TransferId::parse(entry.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?);
+        }
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let transfers = self.batch_get_transfers(&ids).await?;
+        let next = if more { ids.last().copied() } else { None };
+        Ok(Page { items: transfers, next })
+    }
+}
+
+impl DynamoStore {
+    async fn batch_get_transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, DomainError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ledger = self.tables().ledger.clone();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(ids.iter().map(transfer_key).collect()))
+            .consistent_read(true)
+            .build()
+            .map_err(|_| DomainError::Unavailable)?;
+        let mut request = Some(HashMap::from([(ledger.clone(), keys)]));
+        let mut found: HashMap<TransferId, Transfer> = HashMap::new();
+        // BatchGetItem may return part of the keys; ask again for the rest, a bounded
+        // number of times.
+        for _ in 0..5 {
+            let Some(items) = request.take() else { break };
+            let output = self
+                .client()
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %DisplayErrorContext(&e), "BatchGetItem transfers failed");
+                    DomainError::Unavailable
+                })?;
+            for item in output.responses.unwrap_or_default().remove(&ledger).unwrap_or_default() {
+                let t = transfer_from_item(&item)?;
+                found.insert(t.id, t);
+            }
+            request = output.unprocessed_keys.filter(|u| !u.is_empty());
+        }
+        ids.iter()
+            .map(|id| found.remove(id).ok_or(DomainError::Unavailable))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfers_survive_the_item_mapping_exactly() {
+        let usd = Currency::parse("USD").unwrap();
+        let t = Transfer {
+            id: TransferId::from_ulid(ulid::Ulid::from_parts(1, 2)),
+            tenant: TenantId::parse("t1").unwrap(),
+            debit_account_id: AccountId::from_ulid(ulid::Ulid::from_parts(1, 3)),
+            credit_account_id: AccountId::from_ulid(ulid::Ulid::from_parts(1, 4)),
+            amount: Amount::parse("12.34", usd).unwrap(),
+            currency: usd,
+            status: TransferStatus::Posted,
+            posted_amount: Amount::parse("10", usd).unwrap(),
+            reversed_amount: Amount::parse("2.5", usd).unwrap(),
+            reverses: Some(TransferId::from_ulid(ulid::Ulid::from_parts(1, 5))),
+            description: Some("x".into()),
+            metadata: Metadata::default(),
+            created_at: Timestamp::from_unix_ms(5).unwrap(),
+            updated_at: Timestamp::from_unix_ms(6).unwrap(),
+            version: 3,
+        };
+        assert_eq!(transfer_from_item(&transfer_item(&t)).unwrap(), t);
+    }
+}

@@ -1,0 +1,107 @@
+//! Idempotency keys (SPEC §5): a retried request gets the first response again.
+
+use sha2::{Digest, Sha256};
+
+use crate::auth::TenantId;
+use crate::error::DomainError;
+
+/// How long a key is remembered. SPEC: at least 24 hours.
+pub const RETENTION_SECONDS: i64 = 24 * 60 * 60;
+
+/// The `Idempotency-Key` header: 1 to 255 printable ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        if (1..=255).contains(&text.len()) && text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(DomainError::invalid_request(
+                "Idempotency-Key is 1 to 255 printable ASCII characters",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a key lives: tenant + route + key. The same key on another route or of another
+/// tenant is a different key.
+pub fn scope_key(tenant: &TenantId, route: &str, key: &IdempotencyKey) -> String {
+    // Hash the client's key so arbitrary printable text makes a bounded, safe store key.
+    let digest = Sha256::digest(key.as_str().as_bytes());
+    format!("IDEM#{tenant}#{route}#{}", hex(&digest))
+}
+
+/// The fingerprint of a request: route and canonical body. Equal fingerprints mean "the
+/// same request" for replay; different ones make the key `idempotency_key_reused`.
+pub fn fingerprint(route: &str, canonical_body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update((route.len() as u64).to_be_bytes());
+    hasher.update(route.as_bytes());
+    hasher.update(canonical_body);
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A recorded outcome: the response to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub scope_key: String,
+    pub fingerprint: String,
+    pub status: u16,
+    /// The exact response body (JSON text) of the first request.
+    pub body: String,
+    pub created_at_ms: i64,
+    /// Unix seconds after which the store may forget the key (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+impl IdempotencyRecord {
+    pub fn new(scope_key: String, fingerprint: String, status: u16, body: String, now_ms: i64) -> Self {
+        Self {
+            scope_key,
+            fingerprint,
+            status,
+            body,
+            created_at_ms: now_ms,
+            expires_at: now_ms / 1000 + RETENTION_SECONDS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printable_ascii_of_bounded_length() {
+        assert!(IdempotencyKey::parse("order-1234").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("tab\there").is_err());
+        assert!(IdempotencyKey::parse("naïve").is_err());
+    }
+
+    #[test]
+    fn scopes_separate_tenants_and_routes() {
+        let k = IdempotencyKey::parse("k1").unwrap();
+        let t1 = TenantId::parse("t1").unwrap();
+        let t2 = TenantId::parse("t2").unwrap();
+        assert_ne!(
+            scope_key(&t1, "POST /v1/transfers", &k),
+            scope_key(&t2, "POST /v1/transfers", &k)
+        );
+        assert_ne!(
+            scope_key(&t1, "POST /v1/transfers", &k),
+            scope_key(&t1, "POST /v1/payments", &k)
+        );
+        assert_ne!(fingerprint("a", b"{}"), fingerprint("a", b"{\"x\":1}"));
+    }
+}

@@ -1,0 +1,349 @@
+//! Transfers: double-entry movements between two accounts of a tenant, immediate or held
+//! (two-phase), and their reversals (SPEC §6).
+
+use rust_decimal::Decimal;
+
+use crate::account::{Account, AccountKind, Metadata};
+use crate::auth::TenantId;
+use crate::clock::Timestamp;
+use crate::error::DomainError;
+use crate::ids::{AccountId, TransferId};
+use crate::money::{Amount, Currency};
+
+pub const DESCRIPTION_MAX_CHARS: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferStatus {
+    Pending,
+    Posted,
+    Voided,
+}
+
+impl TransferStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Pending => "pending",
+            TransferStatus::Posted => "posted",
+            TransferStatus::Voided => "voided",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(TransferStatus::Pending),
+            "posted" => Some(TransferStatus::Posted),
+            "voided" => Some(TransferStatus::Voided),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub tenant: TenantId,
+    pub debit_account_id: AccountId,
+    pub credit_account_id: AccountId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub status: TransferStatus,
+    pub posted_amount: Amount,
+    pub reversed_amount: Amount,
+    pub reverses: Option<TransferId>,
+    pub description: Option<String>,
+    pub metadata: Metadata,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: u64,
+}
+
+/// A validated `POST /v1/transfers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTransfer {
+    pub debit_account_id: AccountId,
+    pub credit_account_id: AccountId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub pending: bool,
+    pub description: Option<String>,
+    pub metadata: Metadata,
+}
+
+pub fn parse_description(text: Option<String>) -> Result<Option<String>, DomainError> {
+    match text {
+        Some(t) if t.chars().count() > DESCRIPTION_MAX_CHARS || t.chars().any(char::is_control) => {
+            Err(DomainError::invalid_request(format!(
+                "description is at most {DESCRIPTION_MAX_CHARS} printable characters"
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// A change to one account's balances, applied atomically with the rest of a ledger
+/// write. `cover` asks the store to refuse the write unless the account can still
+/// cover that amount within its overdraft limit, decided at write time by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDelta {
+    pub account_id: AccountId,
+    pub posted: Decimal,
+    pub pending_debits: Decimal,
+    pub pending_credits: Decimal,
+    pub cover: Option<Amount>,
+}
+
+impl AccountDelta {
+    fn new(account_id: AccountId) -> Self {
+        Self {
+            account_id,
+            posted: Decimal::ZERO,
+            pending_debits: Decimal::ZERO,
+            pending_credits: Decimal::ZERO,
+            cover: None,
+        }
+    }
+
+    /// How much the account's spending headroom (`posted − pending_debits + limit`)
+    /// changes.
+    pub fn headroom_change(&self) -> Result<Decimal, DomainError> {
+        self.posted
+            .checked_sub(self.pending_debits)
+            .ok_or(DomainError::Overflow)
+    }
+}
+
+/// Whether `account` may be debited by `amount`: customer accounts need
+/// `available − amount ≥ −overdraft_limit`; clearing accounts have no limit.
+pub fn check_cover(account: &Account, amount: Amount) -> Result<(), DomainError> {
+    if account.kind == AccountKind::Clearing {
+        return Ok(());
+    }
+    let floor = -account.overdraft_limit.value();
+    let after = account
+        .balance
+        .available()?
+        .checked_sub(amount.value())
+        .ok_or(DomainError::Overflow)?;
+    if after < floor {
+        return Err(DomainError::InsufficientFunds);
+    }
+    Ok(())
+}
+
+fn cover_for(account: &Account, amount: Amount) -> Option<Amount> {
+    (account.kind == AccountKind::Customer).then_some(amount)
+}
+
+/// Opens a transfer between two of the tenant's accounts and says how their balances move.
+/// The checks follow SPEC precedence: both accounts exist in the tenant (the caller
+/// passes only the tenant's), currencies, sameness, then funds.
+pub fn open_transfer(
+    id: TransferId,
+    tenant: &TenantId,
+    request: NewTransfer,
+    debit: &Account,
+    credit: &Account,
+    now: Timestamp,
+) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
+    if debit.currency != request.currency || credit.currency != request.currency {
+        return Err(DomainError::CurrencyMismatch);
+    }
+    if debit.id == credit.id {
+        return Err(DomainError::SameAccount);
+    }
+    check_cover(debit, request.amount)?;
+    let a = request.amount.value();
+    let mut d = AccountDelta::new(debit.id);
+    let mut c = AccountDelta::new(credit.id);
+    d.cover = cover_for(debit, request.amount);
+    let (status, posted_amount) = if request.pending {
+        d.pending_debits = a;
+        c.pending_credits = a;
+        (TransferStatus::Pending, Amount::ZERO)
+    } else {
+        d.posted = -a;
+        c.posted = a;
+        (TransferStatus::Posted, request.amount)
+    };
+    let transfer = Transfer {
+        id,
+        tenant: tenant.clone(),
+        debit_account_id: debit.id,
+        credit_account_id: credit.id,
+        amount: request.amount,
+        currency: request.currency,
+        status,
+        posted_amount,
+        reversed_amount: Amount::ZERO,
+        reverses: None,
+        description: request.description,
+        metadata: request.metadata,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    Ok((transfer, [d, c]))
+}
+
+/// What a state transition decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The transfer already is in the requested state: answer it unchanged, write nothing.
+    Unchanged,
+    /// The new transfer state and the balance changes to apply.
+    Apply(Box<Transfer>, [AccountDelta; 2]),
+}
+
+/// Posts a pending transfer, in full or for `amount` ≤ the held amount; the rest of the
+/// hold is released.
+pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp) -> Result<Transition, DomainError> {
+    match transfer.status {
+        TransferStatus::Posted => return Ok(Transition::Unchanged),
+        TransferStatus::Voided => {
+            return Err(DomainError::InvalidTransition {
+                from: "voided",
+                action: "post",
+            })
+        }
+        TransferStatus::Pending => {}
+    }
+    let post = amount.unwrap_or(transfer.amount);
+    if post > transfer.amount {
+        return Err(DomainError::InvalidAmount(
+            "a hold can be posted for at most the held amount",
+        ));
+    }
+    if post.is_zero() {
+        return Err(DomainError::InvalidAmount("the amount must be greater than zero"));
+    }
+    let held = transfer.amount.value();
+    let p = post.value();
+    let mut d = AccountDelta::new(transfer.debit_account_id);
+    let mut c = AccountDelta::new(transfer.credit_account_id);
+    d.pending_debits = -held;
+    d.posted = -p;
+    c.pending_credits = -held;
+    c.posted = p;
+    let mut next = transfer.clone();
+    next.status = TransferStatus::Posted;
+    next.posted_amount = post;
+    next.updated_at = now;
+    next.version += 1;
+    Ok(Transition::Apply(Box::new(next), [d, c]))
+}
+
+/// Releases a pending transfer's hold.
+pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, DomainError> {
+    match transfer.status {
+        TransferStatus::Voided => return Ok(Transition::Unchanged),
+        TransferStatus::Posted => {
+            return Err(DomainError::InvalidTransition {
+                from: "posted",
+                action: "void",
+            })
+        }
+        TransferStatus::Pending => {}
+    }
+    let held = transfer.amount.value();
+    let mut d = AccountDelta::new(transfer.debit_account_id);
+    let mut c = AccountDelta::new(transfer.credit_account_id);
+    d.pending_debits = -held;
+    c.pending_credits = -held;
+    let mut next = transfer.clone();
+    next.status = TransferStatus::Voided;
+    next.updated_at = now;
+    next.version += 1;
+    Ok(Transition::Apply(Box::new(next), [d, c]))
+}
+
+/// Reverses `amount` (default: all that is still reversible) of a posted transfer with a
+/// new posted transfer in the opposite direction.
+pub struct Reversal {
+    pub original: Transfer,
+    pub reversal: Transfer,
+    pub deltas: [AccountDelta; 2],
+}
+
+pub fn reverse_posted(
+    original: &Transfer,
+    new_id: TransferId,
+    amount: Option<Amount>,
+    description: Option<String>,
+    original_credit: &Account,
+    now: Timestamp,
+) -> Result<Reversal, DomainError> {
+    if original.status != TransferStatus::Posted {
+        return Err(DomainError::InvalidTransition {
+            from: original.status.as_str(),
+            action: "reverse",
+        });
+    }
+    let remaining = original
+        .posted_amount
+        .checked_sub(original.reversed_amount)
+        .ok_or(DomainError::ReversalExceedsAmount)?;
+    let amount = amount.unwrap_or(remaining);
+    if amount.is_zero() {
+        return Err(if remaining.is_zero() {
+            DomainError::ReversalExceedsAmount
+        } else {
+            DomainError::InvalidAmount("the amount must be greater than zero")
+        });
+    }
+    if amount > remaining {
+        return Err(DomainError::ReversalExceedsAmount);
+    }
+    check_cover(original_credit, amount)?;
+    let r = amount.value();
+    let mut d = AccountDelta::new(original.credit_account_id);
+    let mut c = AccountDelta::new(original.debit_account_id);
+    d.posted = -r;
+    d.cover = cover_for(original_credit, amount);
+    c.posted = r;
+    let mut updated = original.clone();
+    updated.reversed_amount = original
+        .reversed_amount
+        .checked_add(amount)
+        .ok_or(DomainError::Overflow)?;
+    updated.updated_at = now;
+    updated.version += 1;
+    let reversal = Transfer {
+        id: new_id,
+        tenant: original.tenant.clone(),
+        debit_account_id: original.credit_account_id,
+        credit_account_id: original.debit_account_id,
+        amount,
+        currency: original.currency,
+        status: TransferStatus::Posted,
+        posted_amount: amount,
+        reversed_amount: Amount::ZERO,
+        reverses: Some(original.id),
+        description,
+        metadata: Metadata::default(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    Ok(Reversal {
+        original: updated,
+        reversal,
+        deltas: [d, c],
+    })
+}
+
+/// Applies a delta to an account as the store will (used by the in-memory store and the
+/// model in property tests).
+pub fn apply_delta(account: &mut Account, delta: &AccountDelta) -> Result<(), DomainError> {
+    let b = &mut account.balance;
+    b.posted = b.posted.checked_add(delta.posted).ok_or(DomainError::Overflow)?;
+    b.pending_debits = b
+        .pending_debits
+        .checked_add(delta.pending_debits)
+        .ok_or(DomainError::Overflow)?;
+    b.pending_credits = b
+        .pending_credits
+        .checked_add(delta.pending_credits)
+        .ok_or(DomainError::Overflow)?;
+    account.version += 1;
+    Ok(())
+}
