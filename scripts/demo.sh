@@ -10,7 +10,12 @@ api() { # METHOD PATH [BODY] [SCOPES]
   local method=$1 path=$2 body=${3:-} scopes=${4:-ledger:read ledger:write}
   curl -sS -X "$method" "$FINTX_TRANSACTIONS_URL$path" \
     -H "content-type: application/json" -H "x-fintx-tenant: $tenant" -H "x-fintx-scopes: $scopes" \
-    ${body:+--data "$body"}
+    -H "idempotency-key: demo-$RANDOM-$RANDOM-$RANDOM" ${body:+--data "$body"}
+}
+balances() { # ACCOUNT...
+  for account in "$@"; do
+    api GET "/v1/accounts/$account" | .venv/bin/python -c 'import json,sys; a=json.load(sys.stdin); b=a["balance"]; print("   %-10s posted %9s   pending debits %7s   pending credits %7s   available %9s" % (a["name"], b["posted"], b["pending_debits"], b["pending_credits"], b["available"]))'
+  done
 }
 field() { .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 show() { .venv/bin/python -c "import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))"; }
@@ -36,3 +41,36 @@ api POST /v1/accounts '{"currency":"USD","overdraft_limit":10.5}' | show
 
 echo "-- another tenant cannot see the account"
 curl -sS "$FINTX_TRANSACTIONS_URL/v1/accounts/$operating_id" -H "x-fintx-tenant: someone-else" -H "x-fintx-scopes: ledger:read" | show
+
+echo "-- open a customer account (USD, holder encrypted at rest) and fund it from the operating account"
+customer=$(api POST /v1/accounts '{"currency":"USD","name":"Customer","overdraft_limit":"0","holder":{"name":"Ada Lovelace","iban":"GB82WEST12345698765432"}}')
+echo "   holder as stored and shown: $(echo "$customer" | field "['holder']")"
+customer_id=$(echo "$customer" | field "['id']")
+api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account_id\":\"$customer_id\",\"amount\":\"80.00\",\"currency\":\"USD\"}" >/dev/null
+balances "$operating_id" "$customer_id"
+
+echo "-- place a hold of 50.00 on the customer account"
+hold_id=$(api POST /v1/transfers "{\"debit_account_id\":\"$customer_id\",\"credit_account_id\":\"$operating_id\",\"amount\":\"50\",\"currency\":\"USD\",\"pending\":true}" | field "['id']")
+balances "$operating_id" "$customer_id"
+
+echo "-- post 30.00 of the hold (the other 20.00 is released)"
+api POST "/v1/transfers/$hold_id/post" '{"amount":"30"}' | field "['posted_amount']" | sed 's/^/   posted amount: /'
+balances "$operating_id" "$customer_id"
+
+echo "-- reverse 10.00 of it"
+api POST "/v1/transfers/$hold_id/reverse" '{"amount":"10","description":"partial refund"}' | field "['reverses']" >/dev/null
+balances "$operating_id" "$customer_id"
+
+echo "-- the same request twice with one idempotency key moves money once"
+key="demo-once-$RANDOM"
+for attempt in 1 2; do
+  curl -sS -o /dev/null -w "   attempt $attempt: HTTP %{http_code}\n" -X POST "$FINTX_TRANSACTIONS_URL/v1/transfers" \
+    -H "content-type: application/json" -H "x-fintx-tenant: $tenant" -H "x-fintx-scopes: ledger:write" -H "idempotency-key: $key" \
+    --data "{\"debit_account_id\":\"$customer_id\",\"credit_account_id\":\"$operating_id\",\"amount\":\"1.00\",\"currency\":\"USD\"}"
+done
+balances "$operating_id" "$customer_id"
+
+echo "-- pay 5.00 from the customer account to a bank through demo-bank (held until the bank settles)"
+api POST /v1/payments "{\"account_id\":\"$customer_id\",\"amount\":\"5.00\",\"currency\":\"USD\",\"connector\":\"demo-bank\",\"counterparty\":{\"name\":\"Grace Hopper\",\"routing_number\":\"021000021\",\"account_number\":\"000123456789\"}}" \
+  | .venv/bin/python -c 'import json,sys; p=json.load(sys.stdin); print("   payment", p["id"], p["status"], "counterparty", p["counterparty"])'
+balances "$customer_id"

@@ -386,7 +386,7 @@ pub fn request(event: &Value) -> Request {
 }
 
 /// A handler's response, read back.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
