@@ -27,6 +27,10 @@ events: venv
 validate: venv
 	.venv/bin/python scripts/validate_template.py template.yaml
 
+## The benchmark suite (criterion and emulator figures); see BENCHMARKS.md.
+bench: venv
+	scripts/bench.sh
+
 clean-local:
 	scripts/dev.sh stop || true
 	rm -rf .fintx

@@ -173,6 +173,7 @@ pub(crate) async fn execute(
         match app.store.commit(&write).await {
             Ok(()) => return Ok(respond(status, &text, false)),
             Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => continue,
+            Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => return Err(DomainError::IdempotencyKeyInUse),
             Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {
                 let error = DomainError::InsufficientFunds;
                 match record_outcome(app, idem.as_ref(), &error).await? {

@@ -418,15 +418,17 @@ impl LedgerStore for DynamoStore {
         let mut rejection: Option<Rejection> = None;
         let rank = |r: Rejection| match r {
             Rejection::IdempotencyRecorded => 0,
-            Rejection::Contention => 1,
-            Rejection::Stale => 2,
-            Rejection::InsufficientFunds => 3,
+            Rejection::IdempotencyInFlight => 1,
+            Rejection::Contention => 2,
+            Rejection::Stale => 3,
+            Rejection::InsufficientFunds => 4,
         };
         for (reason, role) in reasons.iter().zip(&roles) {
             let found = match (reason.code(), role) {
                 (Some("ConditionalCheckFailed"), Role::Idempotency) => Rejection::IdempotencyRecorded,
                 (Some("ConditionalCheckFailed"), Role::CoveredDebit) => Rejection::InsufficientFunds,
                 (Some("ConditionalCheckFailed"), Role::Other) => Rejection::Stale,
+                (Some("TransactionConflict"), Role::Idempotency) => Rejection::IdempotencyInFlight,
                 (Some("TransactionConflict"), _) => Rejection::Contention,
                 _ => continue,
             };

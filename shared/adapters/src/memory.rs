@@ -16,7 +16,7 @@ use fintx_domain::ports::{
 use fintx_domain::transfer::{apply_delta, Transfer};
 use fintx_domain::DomainError;
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct State {
     accounts: BTreeMap<AccountId, Account>,
     transfers: BTreeMap<TransferId, Transfer>,
@@ -121,69 +121,74 @@ impl LedgerStore for MemoryStore {
     }
 
     async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
-        let mut guard = self.state()?;
-        // Apply to a copy and swap it in only if every condition held: all or nothing.
-        let mut next = guard.clone();
+        let mut state = self.state()?;
+        let reject = |r| Err(CommitError::Rejected(r));
+        // Check every condition first, then apply: all or nothing, like a transaction.
         if let Some(record) = &write.idempotency {
-            if next.idempotency.contains_key(&record.scope_key) {
-                return Err(CommitError::Rejected(Rejection::IdempotencyRecorded));
-            }
-            next.idempotency.insert(record.scope_key.clone(), record.clone());
-        }
-        for account in &write.new_accounts {
-            if next.accounts.insert(account.id, account.clone()).is_some() {
-                return Err(CommitError::Rejected(Rejection::Stale));
+            if state.idempotency.contains_key(&record.scope_key) {
+                return reject(Rejection::IdempotencyRecorded);
             }
         }
-        if let Some((key, id)) = &write.new_clearing {
-            if next.clearing.insert(key.clone(), *id).is_some() {
-                return Err(CommitError::Rejected(Rejection::Stale));
-            }
+        if write.new_accounts.iter().any(|a| state.accounts.contains_key(&a.id))
+            || write
+                .new_clearing
+                .as_ref()
+                .is_some_and(|(k, _)| state.clearing.contains_key(k))
+            || write.new_transfers.iter().any(|t| state.transfers.contains_key(&t.id))
+            || write.new_payments.iter().any(|p| state.payments.contains_key(&p.id))
+            || write
+                .transfer_updates
+                .iter()
+                .any(|(t, v)| state.transfers.get(&t.id).is_none_or(|c| c.version != *v))
+            || write
+                .payment_updates
+                .iter()
+                .any(|(p, v)| state.payments.get(&p.id).is_none_or(|c| c.version != *v))
+        {
+            return reject(Rejection::Stale);
         }
+        let mut updated = Vec::with_capacity(write.deltas.len());
         for delta in &write.deltas {
-            let account = next
-                .accounts
-                .get_mut(&delta.account_id)
-                .ok_or(CommitError::Rejected(Rejection::Stale))?;
+            let Some(current) = state.accounts.get(&delta.account_id) else {
+                return reject(Rejection::Stale);
+            };
             if let Some(cover) = delta.cover {
-                let headroom = account
+                let headroom = current
                     .balance
                     .available()?
-                    .checked_add(account.overdraft_limit.value())
+                    .checked_add(current.overdraft_limit.value())
                     .ok_or(DomainError::Overflow)?;
                 if headroom < cover.value() {
-                    return Err(CommitError::Rejected(Rejection::InsufficientFunds));
+                    return reject(Rejection::InsufficientFunds);
                 }
             }
-            apply_delta(account, delta)?;
+            let mut next = current.clone();
+            apply_delta(&mut next, delta)?;
+            updated.push(next);
         }
-        for transfer in &write.new_transfers {
-            if next.transfers.insert(transfer.id, transfer.clone()).is_some() {
-                return Err(CommitError::Rejected(Rejection::Stale));
-            }
+        if let Some(record) = &write.idempotency {
+            state.idempotency.insert(record.scope_key.clone(), record.clone());
         }
-        for (transfer, expected) in &write.transfer_updates {
-            match next.transfers.get(&transfer.id) {
-                Some(current) if current.version == *expected => {
-                    next.transfers.insert(transfer.id, transfer.clone());
-                }
-                _ => return Err(CommitError::Rejected(Rejection::Stale)),
-            }
+        for account in write.new_accounts.iter().cloned().chain(updated) {
+            state.accounts.insert(account.id, account);
         }
-        for payment in &write.new_payments {
-            if next.payments.insert(payment.id, payment.clone()).is_some() {
-                return Err(CommitError::Rejected(Rejection::Stale));
-            }
+        if let Some((key, id)) = &write.new_clearing {
+            state.clearing.insert(key.clone(), *id);
         }
-        for (payment, expected) in &write.payment_updates {
-            match next.payments.get(&payment.id) {
-                Some(current) if current.version == *expected => {
-                    next.payments.insert(payment.id, payment.clone());
-                }
-                _ => return Err(CommitError::Rejected(Rejection::Stale)),
-            }
+        for transfer in write
+            .new_transfers
+            .iter()
+            .chain(write.transfer_updates.iter().map(|(t, _)| t))
+        {
+            state.transfers.insert(transfer.id, transfer.clone());
         }
-        *guard = next;
+        for payment in write
+            .new_payments
+            .iter()
+            .chain(write.payment_updates.iter().map(|(p, _)| p))
+        {
+            state.payments.insert(payment.id, payment.clone());
+        }
         Ok(())
     }
 

@@ -95,6 +95,9 @@ pub struct LedgerWrite {
 pub enum Rejection {
     /// The idempotency key was recorded meanwhile: replay it.
     IdempotencyRecorded,
+    /// A transaction still in flight holds the idempotency record: the first request
+    /// with this key is running.
+    IdempotencyInFlight,
     /// A debit is no longer covered: a business outcome, not retried.
     InsufficientFunds,
     /// A record moved on since it was read: read again and decide again.

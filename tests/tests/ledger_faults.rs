@@ -1,0 +1,135 @@
+//! Faults the emulator cannot produce, injected through a wrapper around the store port:
+//! a transaction in flight on the idempotency record, and contention on hot items.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fintx_adapters::envelope::local::LocalDataKeys;
+use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher};
+use fintx_adapters::kms::StaticCursorKey;
+use fintx_adapters::memory::MemoryStore;
+use fintx_domain::account::Account;
+use fintx_domain::auth::TenantId;
+use fintx_domain::ids::{AccountId, TransferId};
+use fintx_domain::ports::{AccountStore, CommitError, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
+use fintx_domain::transfer::Transfer;
+use fintx_domain::DomainError;
+use fintx_tests::{key, Api};
+
+/// Refuses the next `failures` money-moving commits with `rejection`, then behaves.
+struct Faulty {
+    inner: MemoryStore,
+    rejection: Rejection,
+    failures: AtomicU32,
+    commits: AtomicU32,
+}
+
+#[async_trait]
+impl AccountStore for Faulty {
+    async fn insert_account(&self, account: &Account) -> Result<(), DomainError> {
+        self.inner.insert_account(account).await
+    }
+    async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> Result<Option<Account>, DomainError> {
+        self.inner.get_account(tenant, id).await
+    }
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        before: Option<AccountId>,
+    ) -> Result<Page<Account, AccountId>, DomainError> {
+        self.inner.list_accounts(tenant, limit, before).await
+    }
+}
+
+#[async_trait]
+impl LedgerStore for Faulty {
+    async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
+        self.inner.read(tenant, reads).await
+    }
+    async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let moves_money = !write.deltas.is_empty();
+        if moves_money && self.failures.load(Ordering::Relaxed) > 0 {
+            self.failures.fetch_sub(1, Ordering::Relaxed);
+            return Err(CommitError::Rejected(self.rejection));
+        }
+        self.inner.commit(write).await
+    }
+    async fn list_account_transfers(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        limit: usize,
+        before: Option<TransferId>,
+    ) -> Result<Page<Transfer, TransferId>, DomainError> {
+        self.inner.list_account_transfers(tenant, account, limit, before).await
+    }
+}
+
+fn app(store: Arc<Faulty>) -> transactions::App {
+    transactions::App {
+        store,
+        cursor_keys: Arc::new(StaticCursorKey([1; 32])),
+        cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
+        connectors: vec![],
+        dev_auth_headers: false,
+    }
+}
+
+fn faulty(rejection: Rejection, failures: u32) -> Arc<Faulty> {
+    Arc::new(Faulty {
+        inner: MemoryStore::new(),
+        rejection,
+        failures: AtomicU32::new(failures),
+        commits: AtomicU32::new(0),
+    })
+}
+
+#[tokio::test]
+async fn a_key_whose_first_request_is_still_in_flight_answers_409_and_records_nothing() {
+    let store = faulty(Rejection::IdempotencyInFlight, 1);
+    let app = app(store.clone());
+    let api = Api::new(&app, "t1");
+    let (a, b) = (api.open("USD", "100").await, api.open("USD", "0").await);
+    let k = key();
+    api.transfer(&a, &b, "1", "USD", false, &k)
+        .await
+        .assert_problem(409, "idempotency_key_in_use");
+    // Nothing was recorded under the key: the retry runs for real.
+    let retry = api.transfer(&a, &b, "1", "USD", false, &k).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(retry.headers.get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn contention_is_retried_until_the_write_commits() {
+    let store = faulty(Rejection::Contention, 3);
+    let app = app(store.clone());
+    let api = Api::new(&app, "t1");
+    let (a, b) = (api.open("USD", "100").await, api.open("USD", "0").await);
+    let before = store.commits.load(Ordering::Relaxed);
+    let r = api.transfer(&a, &b, "2", "USD", false, &key()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        store.commits.load(Ordering::Relaxed) - before,
+        4,
+        "three refused attempts, then the commit"
+    );
+    assert_eq!(api.balance(&b).await["posted"], "2.00");
+}
+
+#[tokio::test]
+async fn contention_that_never_ends_gives_up_within_the_budget_with_a_503() {
+    let store = faulty(Rejection::Stale, u32::MAX);
+    let app = app(store.clone());
+    let api = Api::new(&app, "t1");
+    let (a, b) = (api.open("USD", "100").await, api.open("USD", "0").await);
+    let started = std::time::Instant::now();
+    api.transfer(&a, &b, "2", "USD", false, &key())
+        .await
+        .assert_problem(503, "unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert_eq!(api.balance(&a).await["posted"], "0.00");
+}
