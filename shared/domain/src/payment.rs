@@ -2,6 +2,7 @@
 //! customer's account to the connector's clearing account, settled, failed or returned
 //! by the bank's callbacks.
 
+use crate::account::Account;
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::crypto::Sealed;
@@ -9,6 +10,7 @@ use crate::error::DomainError;
 use crate::holder::MaskedHolder;
 use crate::ids::{AccountId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
+use crate::transfer::{post_pending, reverse_posted, void_pending, AccountDelta, Transfer, Transition};
 
 pub const REFERENCE_MAX_CHARS: usize = 140;
 pub const COUNTERPARTY_SEAL_KIND: &str = "payment";
@@ -100,6 +102,82 @@ pub fn transition(payment: &Payment, to: PaymentStatus) -> Result<bool, DomainEr
     }
 }
 
+/// The ledger effect of a bank outcome on a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentOutcome {
+    pub payment: Payment,
+    /// The payment's transfer in its new state, with the version it was read at.
+    pub transfer_update: (Transfer, u64),
+    /// The reversal a return creates.
+    pub reversal: Option<Transfer>,
+    pub deltas: [AccountDelta; 2],
+}
+
+/// Applies a bank outcome: `settled` posts the payment's hold in full, `failed` releases
+/// it, `returned` reverses the whole posted amount back from the clearing account.
+/// `Ok(None)` means the payment already is in that state (a duplicate outcome).
+pub fn apply_outcome(
+    payment: &Payment,
+    transfer: &Transfer,
+    to: PaymentStatus,
+    clearing: &Account,
+    reversal_id: TransferId,
+    now: Timestamp,
+) -> Result<Option<PaymentOutcome>, DomainError> {
+    if !transition(payment, to)? {
+        return Ok(None);
+    }
+    let (updated_transfer, reversal, deltas) = match to {
+        PaymentStatus::Settled | PaymentStatus::Failed => {
+            let step = if to == PaymentStatus::Settled {
+                post_pending(transfer, None, now)?
+            } else {
+                void_pending(transfer, now)?
+            };
+            match step {
+                Transition::Apply(next, deltas) => (*next, None, deltas),
+                // The payment and its transfer disagree: refuse rather than guess.
+                Transition::Unchanged => {
+                    return Err(DomainError::InvalidTransition {
+                        from: transfer.status.as_str(),
+                        action: "settle",
+                    })
+                }
+            }
+        }
+        PaymentStatus::Returned => {
+            let r = reverse_posted(
+                transfer,
+                reversal_id,
+                None,
+                Some(format!("return of payment {}", payment.id)),
+                clearing,
+                now,
+            )?;
+            (r.original, Some(r.reversal), r.deltas)
+        }
+        PaymentStatus::Pending => unreachable_transition()?,
+    };
+    let mut next = payment.clone();
+    next.status = to;
+    next.updated_at = now;
+    next.version += 1;
+    Ok(Some(PaymentOutcome {
+        payment: next,
+        transfer_update: (updated_transfer, transfer.version),
+        reversal,
+        deltas,
+    }))
+}
+
+fn unreachable_transition() -> Result<(Transfer, Option<Transfer>, [AccountDelta; 2]), DomainError> {
+    // `transition` refuses every move back to pending before this point.
+    Err(DomainError::InvalidTransition {
+        from: "settled",
+        action: "reopen",
+    })
+}
+
 pub fn parse_reference(text: Option<String>) -> Result<Option<String>, DomainError> {
     match text {
         Some(t) if t.is_empty() || t.chars().count() > REFERENCE_MAX_CHARS || t.chars().any(char::is_control) => Err(
@@ -112,6 +190,126 @@ pub fn parse_reference(text: Option<String>) -> Result<Option<String>, DomainErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::account::Metadata;
+    use crate::account::NewAccount;
+    use crate::transfer::{open_transfer, NewTransfer, TransferStatus};
+
+    fn setup() -> (Payment, Transfer, Account) {
+        let usd = Currency::parse("USD").unwrap();
+        let tenant = TenantId::parse("t1").unwrap();
+        let now = Timestamp::from_unix_ms(1_000).unwrap();
+        let id = |n| AccountId::from_ulid(ulid::Ulid::from_parts(1, n));
+        let customer = Account::open(
+            id(1),
+            tenant.clone(),
+            NewAccount {
+                currency: usd,
+                holder: None,
+                name: None,
+                overdraft_limit: Amount::parse("100", usd).unwrap(),
+                metadata: Metadata::default(),
+            },
+            None,
+            now,
+        );
+        let clearing = Account::clearing(id(2), tenant.clone(), usd, "demo-bank", now);
+        let request = NewTransfer {
+            debit_account_id: customer.id,
+            credit_account_id: clearing.id,
+            amount: Amount::parse("40", usd).unwrap(),
+            currency: usd,
+            pending: true,
+            description: None,
+            metadata: Metadata::default(),
+        };
+        let (transfer, _) = open_transfer(
+            TransferId::from_ulid(ulid::Ulid::from_parts(1, 3)),
+            &tenant,
+            request,
+            &customer,
+            &clearing,
+            now,
+        )
+        .unwrap();
+        let payment = Payment {
+            id: PaymentId::from_ulid(ulid::Ulid::from_parts(1, 4)),
+            tenant,
+            account_id: customer.id,
+            transfer_id: transfer.id,
+            connector: ConnectorName::parse("demo-bank").unwrap(),
+            counterparty: Sealed::from_bytes(vec![1]),
+            counterparty_masked: MaskedHolder {
+                name_initials: "A.".into(),
+                account_number_last4: None,
+                iban_last4: None,
+            },
+            amount: transfer.amount,
+            currency: usd,
+            reference: None,
+            status: PaymentStatus::Pending,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        (payment, transfer, clearing)
+    }
+
+    #[test]
+    fn settling_posts_the_hold_and_returning_reverses_it_from_clearing() {
+        let (payment, transfer, clearing) = setup();
+        let now = Timestamp::from_unix_ms(2_000).unwrap();
+        let rid = TransferId::from_ulid(ulid::Ulid::from_parts(2, 1));
+        let settled = apply_outcome(&payment, &transfer, PaymentStatus::Settled, &clearing, rid, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(settled.payment.status, PaymentStatus::Settled);
+        assert_eq!(settled.transfer_update.0.status, TransferStatus::Posted);
+        assert_eq!(
+            apply_outcome(
+                &settled.payment,
+                &settled.transfer_update.0,
+                PaymentStatus::Settled,
+                &clearing,
+                rid,
+                now
+            ),
+            Ok(None)
+        );
+        let returned = apply_outcome(
+            &settled.payment,
+            &settled.transfer_update.0,
+            PaymentStatus::Returned,
+            &clearing,
+            rid,
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        let reversal = returned.reversal.unwrap();
+        assert_eq!(
+            (reversal.debit_account_id, reversal.amount),
+            (clearing.id, transfer.amount)
+        );
+        assert_eq!(returned.deltas[0].cover, None, "a clearing account has no limit");
+    }
+
+    #[test]
+    fn out_of_order_outcomes_are_invalid_transitions() {
+        let (payment, transfer, clearing) = setup();
+        let now = Timestamp::from_unix_ms(2_000).unwrap();
+        let rid = TransferId::from_ulid(ulid::Ulid::from_parts(2, 1));
+        let failed = apply_outcome(&payment, &transfer, PaymentStatus::Failed, &clearing, rid, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(failed.transfer_update.0.status, TransferStatus::Voided);
+        for to in [PaymentStatus::Settled, PaymentStatus::Returned] {
+            let r = apply_outcome(&failed.payment, &failed.transfer_update.0, to, &clearing, rid, now);
+            assert!(matches!(r, Err(DomainError::InvalidTransition { .. })), "{to:?}: {r:?}");
+        }
+        let r = apply_outcome(&payment, &transfer, PaymentStatus::Returned, &clearing, rid, now);
+        assert!(matches!(r, Err(DomainError::InvalidTransition { .. })));
+    }
 
     #[test]
     fn connector_names_are_plain() {
