@@ -241,11 +241,41 @@ def provision(url: str, env_file: str, prefix: str = "fintx-local-") -> dict[str
     env["AWS_ENDPOINT_URL"] = url
     for variable, logical_id in resource_env_vars(template).items():
         env[variable] = physical[logical_id]
-    env["FINTX_CONNECTORS"] = "demo-bank"
+    env.update(dev_connectors(kms, physical["DataKey"]))
     streams = dynamodb.describe_table(TableName=physical["LedgerTable"])["Table"]
     env["FINTX_LEDGER_STREAM_ARN"] = streams.get("LatestStreamArn", "")
     write_env(env_file, env)
     return env
+
+
+def dev_connectors(kms, key_id: str) -> dict[str, str]:
+    """Dev connectors with fresh secrets: their configuration encrypted under the stack's
+    key (as the deployed ConnectorConfigCiphertext parameter is), and the secrets in
+    plain for local callers that sign test webhooks. `*` lets them serve every tenant;
+    a deployed configuration names its tenants."""
+    import secrets
+
+    demo_bank = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    demo_stripe = "whsec_" + secrets.token_hex(16)
+    config = {
+        "connectors": {
+            "demo-bank": {"scheme": "standard-webhooks", "secrets": [demo_bank], "tenants": ["*"]},
+            "demo-stripe": {"scheme": "stripe-v1", "secrets": [demo_stripe], "tenants": ["*"]},
+        }
+    }
+    blob = kms.encrypt(
+        KeyId=key_id,
+        Plaintext=json.dumps(config).encode(),
+        EncryptionContext={"purpose": "connector-config"},
+    )["CiphertextBlob"]
+    return {
+        "FINTX_CONNECTORS": "demo-bank,demo-stripe",
+        "FINTX_CONNECTOR_CONFIG_CIPHERTEXT": base64.b64encode(blob).decode(),
+        "FINTX_CONNECTOR_DEMO_BANK_SCHEME": "standard-webhooks",
+        "FINTX_CONNECTOR_DEMO_BANK_SECRET": demo_bank,
+        "FINTX_CONNECTOR_DEMO_STRIPE_SCHEME": "stripe-v1",
+        "FINTX_CONNECTOR_DEMO_STRIPE_SECRET": demo_stripe,
+    }
 
 
 def write_env(env_file: str, env: dict[str, str]) -> None:

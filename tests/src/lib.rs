@@ -203,6 +203,34 @@ impl Stack {
         }
     }
 
+    /// The bank-webhooks function wired to this stack, with a connector configuration
+    /// encrypted under the stack's key and loaded the way its cold start loads it.
+    pub async fn webhooks_app(&self, config: &Value) -> bank_webhooks::App {
+        use base64::Engine;
+        let blob = self
+            .kms
+            .encrypt()
+            .key_id(&self.kms_key_id)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(config.to_string().into_bytes()))
+            .encryption_context("purpose", "connector-config")
+            .send()
+            .await
+            .expect("encrypt connector config")
+            .ciphertext_blob
+            .expect("ciphertext");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(blob.as_ref());
+        let connectors = fintx_adapters::kms::load_connectors(&self.kms, &encoded)
+            .await
+            .expect("connectors load");
+        bank_webhooks::App {
+            store: Arc::new(self.store()),
+            cipher: Arc::new(self.cipher(self.kms.clone(), CacheLimits::default())),
+            connectors,
+            cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
+            dev_auth_headers: false,
+        }
+    }
+
     /// The production envelope cipher over this stack's KMS key.
     pub fn cipher(&self, kms: aws_sdk_kms::Client, limits: CacheLimits) -> EnvelopeCipher<KmsDataKeys> {
         EnvelopeCipher::new(KmsDataKeys::new(kms, self.kms_key_id.clone()), limits)
@@ -496,6 +524,61 @@ impl<'a> Api<'a> {
         assert_eq!(r.status, 200, "{r:?}");
         r.body["balance"].clone()
     }
+}
+
+/// Signs a webhook body with the scheme's reference implementation (Python packages
+/// `standardwebhooks` and `stripe`, through scripts/sign_webhook.py) and returns the
+/// headers to send.
+pub fn sign_webhook(
+    scheme: &str,
+    secret: &str,
+    body: &str,
+    id: Option<&str>,
+    timestamp: Option<i64>,
+) -> Vec<(String, String)> {
+    use std::io::Write;
+    let python = std::env::var("FINTX_PYTHON").unwrap_or_else(|_| {
+        panic!("FINTX_PYTHON is not set: webhook tests run through `make test`, which provides the venv's Python")
+    });
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(repo_root().join("scripts/sign_webhook.py"))
+        .args(["headers", "--scheme", scheme, "--secret", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    if let Some(id) = id {
+        command.args(["--id", id]);
+    }
+    if let Some(t) = timestamp {
+        command.args(["--timestamp", &t.to_string()]);
+    }
+    let mut child = command.spawn().expect("the signer runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("body written");
+    let output = child.wait_with_output().expect("the signer finishes");
+    assert!(
+        output.status.success(),
+        "signing failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let headers: serde_json::Map<String, Value> = serde_json::from_slice(&output.stdout).expect("headers JSON");
+    headers
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// A webhook request as API Gateway passes it (no authorizer on this route).
+pub fn webhook_event(connector: &str, body: &str, headers: &[(String, String)]) -> Request {
+    let mut event = api_event("POST", &format!("/v1/webhooks/{connector}"), Some(body), None);
+    for (k, v) in headers {
+        event["headers"][k] = Value::String(v.clone());
+    }
+    request(&event)
 }
 
 /// A unique idempotency key.

@@ -45,7 +45,7 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
             (404, Some("not_found"))
         }
         ("bank-webhooks", "ReceiveWebhook") => (404, Some("unknown_connector")),
-        ("bank-webhooks", "ListWebhookEvents") => (404, Some("not_found")),
+        ("bank-webhooks", "ListWebhookEvents") => (200, None),
         ("analytics-rollups", "AccountRollups" | "TenantRollups") => (404, Some("not_found")),
         _ => return None,
     })
@@ -61,6 +61,10 @@ async fn every_sample_event_is_handled_as_expected() {
         dev_auth_headers: false,
     };
     let webhooks = bank_webhooks::App {
+        store: Arc::new(MemoryStore::new()),
+        cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
+        connectors: Default::default(),
+        cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         dev_auth_headers: false,
     };
     let analytics = analytics_rollups::App {

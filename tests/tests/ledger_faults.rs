@@ -57,6 +57,15 @@ impl LedgerStore for Faulty {
         }
         self.inner.commit(write).await
     }
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantId>,
+        outcome: fintx_domain::webhook::Outcome,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Page<fintx_domain::ports::EventRecord, String>, DomainError> {
+        self.inner.list_events(tenant, outcome, limit, before).await
+    }
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,

@@ -1,42 +1,463 @@
-//! The `bank-webhooks` function: receives bank-connector callbacks.
+//! The `bank-webhooks` function: receives bank-connector callbacks (SPEC §7).
 //!
-//! Connector configuration (schemes and secrets) arrives KMS-encrypted; until a
-//! connector is configured every callback is refused as `unknown_connector`, before
-//! anything is read or written.
+//! Order of work, so that nothing is read or written for an unauthenticated request:
+//! size limit → known connector → signature and timestamp → parse → dedup → apply. The
+//! event's effect on the ledger and its archive record (which is also its dedup record)
+//! commit in one DynamoDB transaction.
 #![forbid(unsafe_code)]
 
-use fintx_adapters::http::{body_bytes, problem_response, route_path};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fintx_adapters::http::{
+    body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject,
+};
+use fintx_adapters::system;
+use fintx_domain::account::{Account, Metadata};
+use fintx_domain::auth::{Principal, Scope, TenantId};
+use fintx_domain::crypto::{Cipher, SealContext};
+use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
+use fintx_domain::money::{Amount, Currency};
+use fintx_domain::payment::{apply_outcome, PaymentStatus};
+use fintx_domain::ports::{
+    ClearingKey, CommitError, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Rejection, Snapshot,
+    PAGE_LIMIT_MAX,
+};
+use fintx_domain::transfer::{open_transfer, NewTransfer};
+use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
 
-/// Bodies over 256 KiB are refused before any work (SPEC §7).
-pub const BODY_MAX_BYTES: usize = 256 * 1024;
+const ATTEMPTS_MAX: u32 = 20;
 
 pub struct App {
+    pub store: Arc<dyn LedgerStore>,
+    pub cipher: Arc<dyn Cipher>,
+    pub connectors: Connectors,
+    pub cursor_keys: Arc<dyn CursorKeySource>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
 }
 
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    let outcome = route(app, &request).await;
-    match outcome {
+    match route(app, &request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::info!(code = error.code().as_str(), "webhook refused");
+            let code = error.code();
+            if code.status() >= 500 {
+                tracing::error!(code = code.as_str(), "webhook request failed");
+            } else {
+                tracing::info!(code = code.as_str(), status = code.status(), "webhook request refused");
+            }
             problem_response(&error)
         }
     }
 }
 
-async fn route(_app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
+async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
     let path = route_path(request).trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match (request.method(), segments.as_slice()) {
-        (&Method::POST, ["v1", "webhooks", _connector]) => {
-            body_bytes(request, BODY_MAX_BYTES)?;
-            Err(DomainError::UnknownConnector)
+        (&Method::POST, ["v1", "webhooks", connector]) => receive(app, connector, request).await,
+        (&Method::GET, ["v1", "webhook-events"]) => {
+            let caller = principal(request, app.dev_auth_headers)?;
+            list_events(app, &caller, request).await
         }
         _ => Err(DomainError::NotFound),
     }
+}
+
+/// What a verified event asks for.
+enum Event {
+    Payment {
+        payment_id: Option<PaymentId>,
+        to: PaymentStatus,
+    },
+    Deposit {
+        account_id: Option<AccountId>,
+        amount: String,
+        currency: String,
+        bank_reference: String,
+    },
+    Other,
+}
+
+fn parse_event(body: &[u8]) -> Result<(String, Event), DomainError> {
+    let mut o = JsonObject::parse(body)?;
+    let _id = o.string("id")?;
+    let event_type = o.required_string("type")?;
+    let data = o.object("data")?;
+    let event = match event_type.as_str() {
+        "payment.settled" | "payment.failed" | "payment.returned" => {
+            let mut data = data.ok_or_else(|| DomainError::invalid_request("`data` is required"))?;
+            let payment_id = data.required_string("payment_id")?;
+            let to = match event_type.as_str() {
+                "payment.settled" => PaymentStatus::Settled,
+                "payment.failed" => PaymentStatus::Failed,
+                _ => PaymentStatus::Returned,
+            };
+            Event::Payment {
+                payment_id: PaymentId::parse(&payment_id),
+                to,
+            }
+        }
+        "deposit.received" => {
+            let mut data = data.ok_or_else(|| DomainError::invalid_request("`data` is required"))?;
+            let account_id = data.required_string("account_id")?;
+            let amount = data
+                .amount("amount")?
+                .ok_or_else(|| DomainError::invalid_request("`data.amount` is required"))?;
+            let currency = data.required_string("currency")?;
+            let bank_reference = data.required_string("bank_reference")?;
+            if bank_reference.is_empty() || bank_reference.len() > 140 {
+                return Err(DomainError::invalid_request(
+                    "`data.bank_reference` is 1 to 140 characters",
+                ));
+            }
+            Event::Deposit {
+                account_id: AccountId::parse(&account_id),
+                amount,
+                currency,
+                bank_reference,
+            }
+        }
+        _ => Event::Other,
+    };
+    Ok((event_type, event))
+}
+
+/// A decision for one event: its outcome, the tenant it resolved to, and the write.
+struct Decision {
+    outcome: Outcome,
+    code: Option<&'static str>,
+    tenant: Option<TenantId>,
+    write: LedgerWrite,
+}
+
+fn rejected(error: DomainError, tenant: Option<TenantId>) -> Result<Decision, DomainError> {
+    if error.code().is_transient() {
+        return Err(error);
+    }
+    Ok(Decision {
+        outcome: Outcome::Rejected,
+        code: Some(error.code().as_str()),
+        tenant,
+        write: LedgerWrite::default(),
+    })
+}
+
+enum Step {
+    ReadMore(Reads),
+    Decided(Box<Decision>),
+}
+
+fn decide(
+    connector: &Connector,
+    event: &Event,
+    snapshot: &Snapshot,
+    reads: &Reads,
+    ids: (TransferId, AccountId),
+) -> Result<Step, DomainError> {
+    let now = system::now();
+    match event {
+        Event::Other => Ok(Step::Decided(Box::new(Decision {
+            outcome: Outcome::Ignored,
+            code: None,
+            tenant: None,
+            write: LedgerWrite::default(),
+        }))),
+        Event::Payment { payment_id, to } => {
+            let Some(payment) = payment_id.and(snapshot.payment.as_ref()) else {
+                return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
+            };
+            // A connector may only touch its own payments; anything else looks missing.
+            if payment.connector != connector.name {
+                return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
+            }
+            let (Some(transfer), Some(Some(clearing))) = (&snapshot.transfer, snapshot.accounts.first()) else {
+                // The transfer names the clearing account: read both with the payment.
+                let Some(transfer_id) = Some(payment.transfer_id) else {
+                    unreachable!()
+                };
+                let clearing_id = snapshot.transfer.as_ref().map(|t| t.credit_account_id);
+                return Ok(Step::ReadMore(Reads {
+                    transfer: Some(transfer_id),
+                    accounts: clearing_id.into_iter().collect(),
+                    ..reads.clone()
+                }));
+            };
+            let tenant = Some(payment.tenant.clone());
+            match apply_outcome(payment, transfer, *to, clearing, ids.0, now) {
+                Err(error) => rejected(error, tenant).map(|d| Step::Decided(Box::new(d))),
+                Ok(None) => Ok(Step::Decided(Box::new(Decision {
+                    outcome: Outcome::Duplicate,
+                    code: None,
+                    tenant,
+                    write: LedgerWrite::default(),
+                }))),
+                Ok(Some(change)) => {
+                    let write = LedgerWrite {
+                        deltas: change.deltas.to_vec(),
+                        transfer_updates: vec![change.transfer_update],
+                        new_transfers: change.reversal.into_iter().collect(),
+                        payment_updates: vec![(change.payment, payment.version)],
+                        ..LedgerWrite::default()
+                    };
+                    Ok(Step::Decided(Box::new(Decision {
+                        outcome: Outcome::Applied,
+                        code: None,
+                        tenant,
+                        write,
+                    })))
+                }
+            }
+        }
+        Event::Deposit {
+            account_id,
+            amount,
+            currency,
+            bank_reference,
+        } => {
+            let Some(account) = account_id.and(snapshot.accounts.first().and_then(Option::as_ref)) else {
+                return rejected(DomainError::AccountNotFound, None).map(|d| Step::Decided(Box::new(d)));
+            };
+            if !connector.serves(&account.tenant) {
+                return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
+            }
+            let tenant = Some(account.tenant.clone());
+            let currency = match Currency::parse(currency) {
+                Ok(c) => c,
+                Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
+            };
+            let amount = match Amount::parse_positive(amount, currency) {
+                Ok(a) => a,
+                Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
+            };
+            let clearing_key = ClearingKey {
+                tenant: account.tenant.clone(),
+                connector: connector.name.clone(),
+                currency,
+            };
+            if reads.clearing.is_none() || (snapshot.clearing.is_some() && snapshot.accounts.get(1).is_none()) {
+                return Ok(Step::ReadMore(Reads {
+                    accounts: std::iter::once(account.id).chain(snapshot.clearing).collect(),
+                    clearing: Some(clearing_key),
+                    ..reads.clone()
+                }));
+            }
+            let mut write = LedgerWrite::default();
+            let clearing = match snapshot.accounts.get(1) {
+                Some(Some(existing)) => existing.clone(),
+                _ => {
+                    let created =
+                        Account::clearing(ids.1, account.tenant.clone(), currency, connector.name.as_str(), now);
+                    write.new_accounts.push(created.clone());
+                    write.new_clearing = Some((clearing_key, created.id));
+                    created
+                }
+            };
+            let request = NewTransfer {
+                debit_account_id: clearing.id,
+                credit_account_id: account.id,
+                amount,
+                currency,
+                pending: false,
+                description: Some(format!("deposit {bank_reference}")),
+                metadata: Metadata::default(),
+            };
+            let (transfer, deltas) = match open_transfer(ids.0, &account.tenant, request, &clearing, account, now) {
+                Ok(opened) => opened,
+                Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
+            };
+            let mut deltas = deltas.to_vec();
+            if let Some(created) = write.new_accounts.first_mut() {
+                // A clearing account created by this write starts with the deposit's debit.
+                created.balance.posted = -amount.value();
+                deltas.retain(|d| d.account_id != created.id);
+            }
+            write.deltas = deltas;
+            write.new_transfers.push(transfer);
+            write.deposit_reference = Some(format!("{}#{bank_reference}", connector.name.as_str()));
+            Ok(Step::Decided(Box::new(Decision {
+                outcome: Outcome::Applied,
+                code: None,
+                tenant,
+                write,
+            })))
+        }
+    }
+}
+
+fn outcome_response(outcome: Outcome, code: Option<&str>) -> Response<Body> {
+    let mut body = json!({ "outcome": outcome.as_str() });
+    if let Some(code) = code {
+        body["code"] = Value::String(code.to_owned());
+    }
+    json_response(200, &body)
+}
+
+async fn receive(app: &App, connector: &str, request: &Request) -> Result<Response<Body>, DomainError> {
+    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let connector = app.connectors.get(connector).ok_or(DomainError::UnknownConnector)?;
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let event_id = connector.verify(&header, body, system::now().unix_ms() / 1000)?;
+    // Verified: from here on the body is the connector's.
+    let (event_type, event) = parse_event(body)?;
+    let key = format!("{}#{event_id}", connector.name.as_str());
+    let now = system::now();
+    let record_id = EventId::from_ulid(system::new_ulid(now));
+    let ids = (
+        TransferId::from_ulid(system::new_ulid(now)),
+        AccountId::from_ulid(system::new_ulid(now)),
+    );
+    let mut reads = Reads {
+        any_tenant: true,
+        event: Some(key.clone()),
+        ..Reads::default()
+    };
+    match &event {
+        Event::Payment { payment_id, .. } => reads.payment = *payment_id,
+        Event::Deposit { account_id, .. } => reads.accounts = account_id.iter().copied().collect(),
+        Event::Other => {}
+    }
+    // Reads never filter by tenant here; the placeholder is not used for authorisation.
+    let nobody = TenantId::parse("-").unwrap_or_else(|_| unreachable!());
+    for attempt in 0..ATTEMPTS_MAX {
+        let snapshot = app.store.read(&nobody, &reads).await?;
+        if snapshot.event_seen {
+            return Ok(outcome_response(Outcome::Duplicate, None));
+        }
+        let decision = match decide(connector, &event, &snapshot, &reads, ids)? {
+            Step::ReadMore(more) => {
+                reads = more;
+                continue;
+            }
+            Step::Decided(decision) => *decision,
+        };
+        let context = match &decision.tenant {
+            Some(tenant) => SealContext::new(tenant, "webhook_event", &key, "raw_body"),
+            None => SealContext::system("webhook_event", &key, "raw_body"),
+        };
+        let raw_body = app.cipher.seal(body, &context).await?;
+        let mut write = decision.write;
+        write.event = Some(EventRecord {
+            id: record_id,
+            key: key.clone(),
+            connector: connector.name.clone(),
+            event_id: event_id.clone(),
+            event_type: event_type.clone(),
+            tenant: decision.tenant.clone(),
+            outcome: decision.outcome,
+            code: decision.code,
+            raw_body,
+            received_at: now,
+        });
+        match app.store.commit(&write).await {
+            Ok(()) => {
+                tracing::info!(
+                    connector = connector.name.as_str(),
+                    outcome = decision.outcome.as_str(),
+                    code = decision.code,
+                    "webhook recorded"
+                );
+                return Ok(outcome_response(decision.outcome, decision.code));
+            }
+            Err(CommitError::Rejected(Rejection::EventRecorded | Rejection::IdempotencyRecorded)) => {
+                // The same event id (or the deposit's bank reference) is already recorded.
+                if write.deposit_reference.is_some() {
+                    let duplicate = LedgerWrite {
+                        event: write.event.take().map(|mut e| {
+                            e.outcome = Outcome::Duplicate;
+                            e
+                        }),
+                        ..LedgerWrite::default()
+                    };
+                    match app.store.commit(&duplicate).await {
+                        Ok(()) | Err(CommitError::Rejected(_)) => {
+                            return Ok(outcome_response(Outcome::Duplicate, None))
+                        }
+                        Err(CommitError::Failed(e)) => return Err(e),
+                    }
+                }
+                return Ok(outcome_response(Outcome::Duplicate, None));
+            }
+            Err(CommitError::Rejected(_)) => {
+                let wait = getrandom::u64().unwrap_or(0) % (5u64 << attempt.min(5));
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            Err(CommitError::Failed(e)) => return Err(e),
+        }
+    }
+    Err(DomainError::Unavailable)
+}
+
+async fn list_events(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
+    caller.require(Scope::LedgerRead)?;
+    let outcome = match query_param(request, "outcome") {
+        None => Outcome::Rejected,
+        Some(text) => Outcome::parse(&text)
+            .ok_or_else(|| DomainError::invalid_request("outcome is applied, duplicate, ignored or rejected"))?,
+    };
+    // Events that resolved to no tenant are for operators only.
+    let unresolved = match query_param(request, "unresolved").as_deref() {
+        None | Some("false") => false,
+        Some("true") => {
+            caller.require(Scope::OpsRead)?;
+            true
+        }
+        Some(_) => return Err(DomainError::invalid_request("unresolved is true or false")),
+    };
+    let limit = match query_param(request, "limit") {
+        None => 25,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=PAGE_LIMIT_MAX).contains(l))
+            .ok_or_else(|| DomainError::invalid_request("limit must be an integer from 1 to 100"))?,
+    };
+    let listing = format!("webhook-events:{}:{}", outcome.as_str(), unresolved);
+    let before = match query_param(request, "cursor") {
+        None => None,
+        Some(cursor) => Some(
+            app.cursor_keys
+                .cursor_key()
+                .await?
+                .open(&caller.tenant, &listing, &cursor)?,
+        ),
+    };
+    let tenant = (!unresolved).then_some(&caller.tenant);
+    let page = app.store.list_events(tenant, outcome, limit, before).await?;
+    let next_cursor = match page.next {
+        None => None,
+        Some(last) => Some(
+            app.cursor_keys
+                .cursor_key()
+                .await?
+                .seal(&caller.tenant, &listing, &last),
+        ),
+    };
+    let data: Vec<Value> = page
+        .items
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "connector": e.connector.as_str(),
+                "event_id": e.event_id,
+                "type": e.event_type,
+                "outcome": e.outcome.as_str(),
+                "code": e.code,
+                "received_at": e.received_at,
+            })
+        })
+        .collect();
+    Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
 }

@@ -1,6 +1,13 @@
-//! Cold start of the `bank-webhooks` function.
+//! Cold start of the `bank-webhooks` function: settings, SDK clients, and the connector
+//! configuration, decrypted once. A configuration that cannot be decrypted stops the
+//! start: the function never accepts webhooks it cannot verify.
+
+use std::sync::Arc;
 
 use bank_webhooks::{handle, App};
+use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher, KmsDataKeys};
+use fintx_adapters::kms::{load_connectors, KmsCursorKeys};
 use fintx_adapters::settings::Settings;
 use lambda_http::{run, service_fn, Error, Request};
 
@@ -11,7 +18,30 @@ async fn main() -> Result<(), Error> {
     if settings.dev_auth_headers {
         tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
     }
+    let config = fintx_adapters::aws::sdk_config().await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    let started = std::time::Instant::now();
+    let connectors = load_connectors(
+        &kms,
+        &std::env::var("FINTX_CONNECTOR_CONFIG_CIPHERTEXT").unwrap_or_default(),
+    )
+    .await?;
+    tracing::info!(
+        connectors = connectors.len(),
+        decrypt_ms = started.elapsed().as_millis() as u64,
+        "connector configuration loaded"
+    );
     let app = App {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            settings.tables.clone(),
+        )),
+        cipher: Arc::new(EnvelopeCipher::new(
+            KmsDataKeys::new(kms.clone(), settings.kms_key_id.clone()),
+            CacheLimits::default(),
+        )),
+        connectors,
+        cursor_keys: Arc::new(KmsCursorKeys::new(kms, settings.cursor_key_id.clone())),
         dev_auth_headers: settings.dev_auth_headers,
     };
     let app = &app;

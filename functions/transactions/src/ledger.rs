@@ -181,7 +181,7 @@ pub(crate) async fn execute(
                     false => continue,
                 }
             }
-            Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention)) => {
+            Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention | Rejection::EventRecorded)) => {
                 tracing::debug!(attempt, "write refused by a concurrent change; deciding again");
                 tokio::time::sleep(backoff(attempt)).await;
             }

@@ -15,11 +15,14 @@ use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::Sealed;
 use fintx_domain::holder::MaskedHolder;
 use fintx_domain::idempotency::IdempotencyRecord;
-use fintx_domain::ids::{AccountId, PaymentId, TransferId};
+use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
-use fintx_domain::ports::{ClearingKey, CommitError, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
+use fintx_domain::ports::{
+    ClearingKey, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
+};
 use fintx_domain::transfer::{Transfer, TransferStatus};
+use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
 use crate::dynamo::{account_from_item, account_item, corrupt, n, s, DynamoStore, Item};
@@ -220,6 +223,80 @@ fn idempotency_from_item(raw: &Attributes) -> Result<IdempotencyRecord, DomainEr
     })
 }
 
+fn event_key(key_text: &str) -> Attributes {
+    key(format!("EVT#{key_text}"), "EVT")
+}
+
+fn event_listing_pk(tenant: Option<&TenantId>, outcome: Outcome) -> String {
+    format!("EVENTS#{}#{}", tenant.map_or("-", TenantId::as_str), outcome.as_str())
+}
+
+/// How long archived events (and so their dedup keys) are kept: well past the 7 days
+/// over which banks retry.
+const EVENT_RETENTION_SECONDS: i64 = 90 * 24 * 60 * 60;
+
+fn event_item(e: &EventRecord) -> Attributes {
+    let mut item = event_key(&e.key);
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("entity", s("webhook_event"));
+    put("id", s(e.id.to_string()));
+    put("connector", s(e.connector.as_str()));
+    put("event_id", s(e.event_id.as_str()));
+    put("event_type", s(e.event_type.as_str()));
+    if let Some(t) = &e.tenant {
+        put("tenant_id", s(t.as_str()));
+    }
+    put("outcome", s(e.outcome.as_str()));
+    if let Some(code) = e.code {
+        put("code", s(code));
+    }
+    put("raw_body_sealed", AttributeValue::B(Blob::new(e.raw_body.as_bytes())));
+    put("received_at", s(e.received_at.to_string()));
+    put("gsi1pk", s(event_listing_pk(e.tenant.as_ref(), e.outcome)));
+    put("gsi1sk", s(e.id.to_string()));
+    put(
+        "expires_at",
+        AttributeValue::N((e.received_at.unix_ms() / 1000 + EVENT_RETENTION_SECONDS).to_string()),
+    );
+    item
+}
+
+fn event_from_item(raw: &Attributes) -> Result<EventRecord, DomainError> {
+    let item = Item(raw);
+    let connector = ConnectorName::parse(item.s("connector")?).ok_or_else(|| corrupt("connector"))?;
+    let event_id = item.s("event_id")?.to_owned();
+    Ok(EventRecord {
+        id: EventId::parse(item.s("id")?).ok_or_else(|| corrupt("id"))?,
+        key: format!("{}#{event_id}", connector.as_str()),
+        connector,
+        event_id,
+        event_type: item.s("event_type")?.to_owned(),
+        tenant: item
+            .opt_s("tenant_id")?
+            .map(TenantId::parse)
+            .transpose()
+            .map_err(|_| corrupt("tenant_id"))?,
+        outcome: Outcome::parse(item.s("outcome")?).ok_or_else(|| corrupt("outcome"))?,
+        code: item.opt_s("code")?.and_then(code_name),
+        raw_body: Sealed::from_bytes(
+            item.opt_bytes("raw_body_sealed")?
+                .ok_or_else(|| corrupt("raw_body_sealed"))?
+                .to_vec(),
+        ),
+        received_at: timestamp(&item, "received_at")?,
+    })
+}
+
+/// Stored codes map back to the static names of the error table.
+fn code_name(text: &str) -> Option<&'static str> {
+    fintx_domain::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .find(|c| *c == text)
+}
+
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
     let get = Get::builder()
         .table_name(table)
@@ -233,6 +310,7 @@ fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Idempotency,
+    Event,
     CoveredDebit,
     Other,
 }
@@ -266,6 +344,9 @@ impl LedgerStore for DynamoStore {
                 HashMap::from([("pk".to_owned(), s(scope.as_str()))]),
             )?);
         }
+        if let Some(event) = &reads.event {
+            gets.push(get(&self.tables().webhook_events, event_key(event))?);
+        }
         for id in &reads.accounts {
             gets.push(get(ledger, account_key(id))?);
         }
@@ -297,17 +378,21 @@ impl LedgerStore for DynamoStore {
         if reads.idempotency.is_some() {
             snapshot.idempotency = next().map(|i| idempotency_from_item(&i)).transpose()?;
         }
+        if reads.event.is_some() {
+            snapshot.event_seen = next().is_some();
+        }
+        let visible = |owner: &TenantId| reads.any_tenant || owner == tenant;
         for _ in &reads.accounts {
             let account = next().map(|i| account_from_item(&i)).transpose()?;
-            snapshot.accounts.push(account.filter(|a| &a.tenant == tenant));
+            snapshot.accounts.push(account.filter(|a| visible(&a.tenant)));
         }
         if reads.transfer.is_some() {
             let transfer = next().map(|i| transfer_from_item(&i)).transpose()?;
-            snapshot.transfer = transfer.filter(|t| &t.tenant == tenant);
+            snapshot.transfer = transfer.filter(|t| visible(&t.tenant));
         }
         if reads.payment.is_some() {
             let payment = next().map(|i| payment_from_item(&i)).transpose()?;
-            snapshot.payment = payment.filter(|p| &p.tenant == tenant);
+            snapshot.payment = payment.filter(|p| visible(&p.tenant));
         }
         if reads.clearing.is_some() {
             snapshot.clearing = match next() {
@@ -325,6 +410,16 @@ impl LedgerStore for DynamoStore {
         if let Some(record) = &write.idempotency {
             items.push(put(&self.tables().idempotency, idempotency_item(record), NEW, None)?);
             roles.push(Role::Idempotency);
+        }
+        if let Some(event) = &write.event {
+            items.push(put(&self.tables().webhook_events, event_item(event), NEW, None)?);
+            roles.push(Role::Event);
+        }
+        if let Some(reference) = &write.deposit_reference {
+            let mut item = key(format!("DEP#{reference}"), "DEP");
+            item.insert("entity".to_owned(), s("deposit_reference"));
+            items.push(put(&self.tables().webhook_events, item, NEW, None)?);
+            roles.push(Role::Event);
         }
         for account in &write.new_accounts {
             items.push(put(ledger, account_item(account), NEW, None)?);
@@ -417,7 +512,7 @@ impl LedgerStore for DynamoStore {
         };
         let mut rejection: Option<Rejection> = None;
         let rank = |r: Rejection| match r {
-            Rejection::IdempotencyRecorded => 0,
+            Rejection::IdempotencyRecorded | Rejection::EventRecorded => 0,
             Rejection::IdempotencyInFlight => 1,
             Rejection::Contention => 2,
             Rejection::Stale => 3,
@@ -426,6 +521,7 @@ impl LedgerStore for DynamoStore {
         for (reason, role) in reasons.iter().zip(&roles) {
             let found = match (reason.code(), role) {
                 (Some("ConditionalCheckFailed"), Role::Idempotency) => Rejection::IdempotencyRecorded,
+                (Some("ConditionalCheckFailed"), Role::Event) => Rejection::EventRecorded,
                 (Some("ConditionalCheckFailed"), Role::CoveredDebit) => Rejection::InsufficientFunds,
                 (Some("ConditionalCheckFailed"), Role::Other) => Rejection::Stale,
                 (Some("TransactionConflict"), Role::Idempotency) => Rejection::IdempotencyInFlight,
@@ -443,6 +539,46 @@ impl LedgerStore for DynamoStore {
                 Err(CommitError::Failed(DomainError::Unavailable))
             }
         }
+    }
+
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantId>,
+        outcome: Outcome,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Page<EventRecord, String>, DomainError> {
+        let mut query = self
+            .client()
+            .query()
+            .table_name(&self.tables().webhook_events)
+            .index_name("gsi1")
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .expression_attribute_values(":pk", s(event_listing_pk(tenant, outcome)));
+        query = match before {
+            Some(b) => query
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :before")
+                .expression_attribute_values(":before", s(b)),
+            None => query.key_condition_expression("gsi1pk = :pk"),
+        };
+        let output = query.send().await.map_err(|e| {
+            tracing::error!(error = %DisplayErrorContext(&e), "Query webhook events failed");
+            DomainError::Unavailable
+        })?;
+        let mut items = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(event_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     async fn list_account_transfers(

@@ -11,9 +11,10 @@ use fintx_domain::idempotency::IdempotencyRecord;
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
 use fintx_domain::payment::Payment;
 use fintx_domain::ports::{
-    AccountStore, ClearingKey, CommitError, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
+    AccountStore, ClearingKey, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
 };
 use fintx_domain::transfer::{apply_delta, Transfer};
+use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
 #[derive(Default)]
@@ -23,6 +24,8 @@ struct State {
     payments: BTreeMap<PaymentId, Payment>,
     idempotency: HashMap<String, IdempotencyRecord>,
     clearing: HashMap<ClearingKey, AccountId>,
+    events: BTreeMap<String, EventRecord>,
+    deposit_references: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -100,22 +103,24 @@ fn page<T, P>(items: impl Iterator<Item = T>, limit: usize, position: impl Fn(&T
 impl LedgerStore for MemoryStore {
     async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
         let state = self.state()?;
+        let visible = |owner: &TenantId| reads.any_tenant || owner == tenant;
         Ok(Snapshot {
             idempotency: reads
                 .idempotency
                 .as_ref()
                 .and_then(|k| state.idempotency.get(k).cloned()),
+            event_seen: reads.event.as_ref().is_some_and(|k| state.events.contains_key(k)),
             accounts: reads
                 .accounts
                 .iter()
-                .map(|id| state.accounts.get(id).filter(|a| &a.tenant == tenant).cloned())
+                .map(|id| state.accounts.get(id).filter(|a| visible(&a.tenant)).cloned())
                 .collect(),
             transfer: reads
                 .transfer
-                .and_then(|id| state.transfers.get(&id).filter(|t| &t.tenant == tenant).cloned()),
+                .and_then(|id| state.transfers.get(&id).filter(|t| visible(&t.tenant)).cloned()),
             payment: reads
                 .payment
-                .and_then(|id| state.payments.get(&id).filter(|p| &p.tenant == tenant).cloned()),
+                .and_then(|id| state.payments.get(&id).filter(|p| visible(&p.tenant)).cloned()),
             clearing: reads.clearing.as_ref().and_then(|k| state.clearing.get(k).copied()),
         })
     }
@@ -128,6 +133,14 @@ impl LedgerStore for MemoryStore {
             if state.idempotency.contains_key(&record.scope_key) {
                 return reject(Rejection::IdempotencyRecorded);
             }
+        }
+        if write.event.as_ref().is_some_and(|e| state.events.contains_key(&e.key))
+            || write
+                .deposit_reference
+                .as_ref()
+                .is_some_and(|r| state.deposit_references.contains(r))
+        {
+            return reject(Rejection::EventRecorded);
         }
         if write.new_accounts.iter().any(|a| state.accounts.contains_key(&a.id))
             || write
@@ -169,6 +182,12 @@ impl LedgerStore for MemoryStore {
         if let Some(record) = &write.idempotency {
             state.idempotency.insert(record.scope_key.clone(), record.clone());
         }
+        if let Some(event) = &write.event {
+            state.events.insert(event.key.clone(), event.clone());
+        }
+        if let Some(reference) = &write.deposit_reference {
+            state.deposit_references.insert(reference.clone());
+        }
         for account in write.new_accounts.iter().cloned().chain(updated) {
             state.accounts.insert(account.id, account);
         }
@@ -190,6 +209,28 @@ impl LedgerStore for MemoryStore {
             state.payments.insert(payment.id, payment.clone());
         }
         Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantId>,
+        outcome: Outcome,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Page<EventRecord, String>, DomainError> {
+        let state = self.state()?;
+        let mut events: Vec<&EventRecord> = state
+            .events
+            .values()
+            .filter(|e| e.tenant.as_ref() == tenant && e.outcome == outcome)
+            .collect();
+        events.sort_by_key(|e| std::cmp::Reverse(e.id));
+        let position = |e: &EventRecord| e.id.to_string();
+        let items = events
+            .into_iter()
+            .filter(|e| before.as_ref().is_none_or(|b| position(e) < *b))
+            .cloned();
+        Ok(page(items, limit, position))
     }
 
     async fn list_account_transfers(

@@ -16,5 +16,6 @@ pub mod payment;
 pub mod ports;
 pub mod secret;
 pub mod transfer;
+pub mod webhook;
 
 pub use error::{DomainError, ErrorCode, Problem};

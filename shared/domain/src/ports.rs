@@ -5,13 +5,16 @@ use async_trait::async_trait;
 
 use crate::account::Account;
 use crate::auth::TenantId;
+use crate::clock::Timestamp;
+use crate::crypto::Sealed;
 use crate::cursor::CursorKey;
 use crate::error::DomainError;
 use crate::idempotency::IdempotencyRecord;
-use crate::ids::{AccountId, PaymentId, TransferId};
+use crate::ids::{AccountId, EventId, PaymentId, TransferId};
 use crate::money::Currency;
 use crate::payment::{ConnectorName, Payment};
 use crate::transfer::{AccountDelta, Transfer};
+use crate::webhook::Outcome;
 
 /// One page of a listing, newest first, with the position after its last item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +58,31 @@ pub struct ClearingKey {
     pub currency: Currency,
 }
 
+/// A received webhook event as archived, with its outcome (SPEC §7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: EventId,
+    /// `<connector>#<event id>`: the dedup key.
+    pub key: String,
+    pub connector: ConnectorName,
+    pub event_id: String,
+    pub event_type: String,
+    /// The tenant the event resolved to; `None` for events that resolve to no tenant.
+    pub tenant: Option<TenantId>,
+    pub outcome: Outcome,
+    pub code: Option<&'static str>,
+    pub raw_body: Sealed,
+    pub received_at: Timestamp,
+}
+
 /// What one money-moving request reads, in one round trip, before it decides.
 #[derive(Clone, Debug, Default)]
 pub struct Reads {
+    /// Webhooks resolve records by id before they know the tenant: read without the
+    /// tenant filter (the caller checks what the connector may touch).
+    pub any_tenant: bool,
+    /// A webhook event's dedup key.
+    pub event: Option<String>,
     pub idempotency: Option<String>,
     pub accounts: Vec<AccountId>,
     pub transfer: Option<TransferId>,
@@ -69,6 +94,7 @@ pub struct Reads {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub idempotency: Option<IdempotencyRecord>,
+    pub event_seen: bool,
     pub accounts: Vec<Option<Account>>,
     pub transfer: Option<Transfer>,
     pub payment: Option<Payment>,
@@ -88,6 +114,24 @@ pub struct LedgerWrite {
     pub transfer_updates: Vec<(Transfer, u64)>,
     pub new_payments: Vec<Payment>,
     pub payment_updates: Vec<(Payment, u64)>,
+    /// The webhook event archived with this write; its key must be new.
+    pub event: Option<EventRecord>,
+    /// A deposit's `<connector>#<bank reference>`, which must be new.
+    pub deposit_reference: Option<String>,
+}
+
+impl LedgerWrite {
+    pub fn is_empty(&self) -> bool {
+        self.idempotency.is_none()
+            && self.deltas.is_empty()
+            && self.new_accounts.is_empty()
+            && self.new_clearing.is_none()
+            && self.new_transfers.is_empty()
+            && self.transfer_updates.is_empty()
+            && self.new_payments.is_empty()
+            && self.payment_updates.is_empty()
+            && self.event.is_none()
+    }
 }
 
 /// Why a store refused a write; nothing of it was applied.
@@ -98,6 +142,8 @@ pub enum Rejection {
     /// A transaction still in flight holds the idempotency record: the first request
     /// with this key is running.
     IdempotencyInFlight,
+    /// The webhook event (or the deposit's bank reference) was recorded already.
+    EventRecorded,
     /// A debit is no longer covered: a business outcome, not retried.
     InsufficientFunds,
     /// A record moved on since it was read: read again and decide again.
@@ -125,6 +171,16 @@ pub trait LedgerStore: AccountStore {
 
     /// Applies a write atomically, with its conditions, in one round trip.
     async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError>;
+
+    /// Archived webhook events of a tenant (`None`: events that resolved to no tenant)
+    /// with one outcome, newest first.
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantId>,
+        outcome: Outcome,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<Page<EventRecord, String>, DomainError>;
 
     /// Transfers touching an account (debit or credit), newest first.
     async fn list_account_transfers(
