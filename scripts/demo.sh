@@ -71,6 +71,23 @@ done
 balances "$operating_id" "$customer_id"
 
 echo "-- pay 5.00 from the customer account to a bank through demo-bank (held until the bank settles)"
-api POST /v1/payments "{\"account_id\":\"$customer_id\",\"amount\":\"5.00\",\"currency\":\"USD\",\"connector\":\"demo-bank\",\"counterparty\":{\"name\":\"Grace Hopper\",\"routing_number\":\"021000021\",\"account_number\":\"000123456789\"}}" \
-  | .venv/bin/python -c 'import json,sys; p=json.load(sys.stdin); print("   payment", p["id"], p["status"], "counterparty", p["counterparty"])'
+payment=$(api POST /v1/payments "{\"account_id\":\"$customer_id\",\"amount\":\"5.00\",\"currency\":\"USD\",\"connector\":\"demo-bank\",\"counterparty\":{\"name\":\"Grace Hopper\",\"routing_number\":\"021000021\",\"account_number\":\"000123456789\"}}")
+payment_id=$(echo "$payment" | field "['id']")
+echo "$payment" | .venv/bin/python -c 'import json,sys; p=json.load(sys.stdin); print("   payment", p["id"], p["status"], "counterparty", p["counterparty"])'
+balances "$customer_id"
+
+echo "-- the bank settles the payment: a signed webhook (standard-webhooks) to bank-webhooks"
+webhook() { # BODY
+  local body=$1 headers
+  headers=$(printf '%s' "$body" | .venv/bin/python scripts/sign_webhook.py headers \
+    --scheme "$FINTX_CONNECTOR_DEMO_BANK_SCHEME" --secret "$FINTX_CONNECTOR_DEMO_BANK_SECRET" --id "$2")
+  curl -sS -X POST "$FINTX_WEBHOOKS_URL/v1/webhooks/demo-bank" -H "content-type: application/json" \
+    $(echo "$headers" | .venv/bin/python -c 'import json,sys; [print(f"-H {k}:{v}") for k,v in json.load(sys.stdin).items()]') \
+    --data "$body"
+  echo
+}
+settle="{\"type\":\"payment.settled\",\"data\":{\"payment_id\":\"$payment_id\",\"bank_reference\":\"DEMO-1\"}}"
+printf '   first delivery:  '; webhook "$settle" "msg_demo_$payment_id"
+printf '   second delivery: '; webhook "$settle" "msg_demo_$payment_id"
+printf '   payment status:  '; api GET "/v1/payments/$payment_id" | field "['status']"
 balances "$customer_id"
