@@ -15,6 +15,8 @@ from pathlib import Path
 
 from cfnlint.decode import decode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 EVENTS = ROOT / "events"
@@ -174,6 +176,38 @@ def stream_event(base: dict) -> dict:
     return event
 
 
+# A sample secret for the signed sample events only; it is in no deployment. The local
+# stack generates its own dev secrets (see .fintx/local.env).
+SAMPLE_SECRET = "whsec_ZmludHgtc2FtcGxlLXNlY3JldC0wMDAx"
+SAMPLE_TIMESTAMP = 1795478400  # 2026-11-24T00:00:00Z
+
+SIGNED_EVENTS = {
+    "PaymentSettled": {"type": "payment.settled", "data": {"payment_id": PAYMENT_ID, "bank_reference": "BANK-REF-1"}},
+    "PaymentFailed": {"type": "payment.failed", "data": {"payment_id": PAYMENT_ID, "reason": "account_closed"}},
+    "PaymentReturned": {"type": "payment.returned", "data": {"payment_id": PAYMENT_ID, "reason": "refer_to_payer"}},
+    "DepositReceived": {
+        "type": "deposit.received",
+        "data": {"account_id": ACCOUNT_ID, "amount": "250.00", "currency": "USD", "bank_reference": "BANK-DEP-1"},
+    },
+}
+
+
+def signed_webhook_events(base: dict) -> dict[str, dict]:
+    """One signed sample per event type (standard-webhooks, SAMPLE_SECRET, SAMPLE_TIMESTAMP).
+    Re-sign one for now with scripts/sign_webhook.py event FILE --scheme ... --secret ...
+    """
+    from sign_webhook import headers
+
+    out = {}
+    for name, body in SIGNED_EVENTS.items():
+        event = api_event(base, "POST", "/v1/webhooks/{connector}", authorized=False)
+        text = json.dumps(body)
+        event["body"] = text
+        event["headers"].update(headers("standard-webhooks", SAMPLE_SECRET, text, f"msg_sample_{name.lower()}", SAMPLE_TIMESTAMP))
+        out[name] = event
+    return out
+
+
 def main() -> None:
     template, matches = decode(str(ROOT / "template.yaml"))
     if matches:
@@ -197,6 +231,10 @@ def main() -> None:
             target = folder / f"{event_name}.json"
             target.write_text(json.dumps(body, indent=2) + "\n")
             written.append(target.relative_to(ROOT))
+    for name, event in signed_webhook_events(http_base).items():
+        target = EVENTS / "bank-webhooks" / f"{name}.json"
+        target.write_text(json.dumps(event, indent=2) + "\n")
+        written.append(target.relative_to(ROOT))
     for path in written:
         print(path)
 

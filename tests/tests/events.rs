@@ -7,6 +7,9 @@ use fintx_adapters::envelope::local::LocalDataKeys;
 use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher};
 use fintx_adapters::kms::StaticCursorKey;
 use fintx_adapters::memory::MemoryStore;
+use fintx_domain::payment::ConnectorName;
+use fintx_domain::secret::Secret;
+use fintx_domain::webhook::{Connector, Connectors, Scheme};
 use fintx_tests::{reply, repo_root};
 use serde_json::Value;
 
@@ -44,11 +47,46 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
         ("transactions", "GetTransfer" | "PostTransfer" | "VoidTransfer" | "ReverseTransfer" | "GetPayment") => {
             (404, Some("not_found"))
         }
-        ("bank-webhooks", "ReceiveWebhook") => (404, Some("unknown_connector")),
+        ("bank-webhooks", "ReceiveWebhook") => (401, Some("invalid_signature")),
+        // Signed samples carry the time they were signed; replayed later they are stale.
+        ("bank-webhooks", "PaymentSettled" | "PaymentFailed" | "PaymentReturned" | "DepositReceived") => {
+            (401, Some("timestamp_out_of_tolerance"))
+        }
         ("bank-webhooks", "ListWebhookEvents") => (200, None),
         ("analytics-rollups", "AccountRollups" | "TenantRollups") => (404, Some("not_found")),
         _ => return None,
     })
+}
+
+/// The secret the signed samples were signed with (scripts/gen_events.py); a sample, in
+/// no deployment.
+const SAMPLE_SECRET: &str = "whsec_ZmludHgtc2FtcGxlLXNlY3JldC0wMDAx";
+
+fn sample_connector() -> Connector {
+    Connector::new(
+        ConnectorName::parse("demo-bank").unwrap(),
+        Scheme::StandardWebhooks,
+        &[Secret::new(SAMPLE_SECRET.to_owned())],
+        vec!["*".to_owned()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_signed_samples_verify_at_the_time_they_were_signed() {
+    let connector = sample_connector();
+    for name in ["PaymentSettled", "PaymentFailed", "PaymentReturned", "DepositReceived"] {
+        let event: Value = serde_json::from_str(&event("bank-webhooks", name)).unwrap();
+        let headers = event["headers"].clone();
+        let header = |h: &str| headers.get(h).and_then(Value::as_str).map(str::to_owned);
+        let signed_at: i64 = header("webhook-timestamp").unwrap().parse().unwrap();
+        let body = event["body"].as_str().unwrap();
+        let id = connector.verify(&header, body.as_bytes(), signed_at + 10).unwrap();
+        assert_eq!(id, format!("msg_sample_{}", name.to_lowercase()));
+        assert!(connector
+            .verify(&header, format!("{body} ").as_bytes(), signed_at)
+            .is_err());
+    }
 }
 
 #[tokio::test]
@@ -63,7 +101,7 @@ async fn every_sample_event_is_handled_as_expected() {
     let webhooks = bank_webhooks::App {
         store: Arc::new(MemoryStore::new()),
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
-        connectors: Default::default(),
+        connectors: Connectors::new(vec![sample_connector()]),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         dev_auth_headers: false,
     };
@@ -71,7 +109,7 @@ async fn every_sample_event_is_handled_as_expected() {
         dev_auth_headers: false,
     };
     let files = every_event_file();
-    assert!(files.len() >= 16, "events/ is missing samples: {files:?}");
+    assert!(files.len() >= 20, "events/ is missing samples: {files:?}");
     for (function, name) in files {
         let text = event(&function, &name);
         if function == "analytics-rollups" && name == "LedgerStream" {

@@ -418,3 +418,85 @@ async fn raw_bodies_are_archived_encrypted() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_connector_configuration_that_does_not_decrypt_refuses_to_load() {
+    use base64::Engine;
+    let stack = Stack::fresh().await;
+    let encrypt = |context: &'static str, plaintext: String| {
+        let kms = stack.kms.clone();
+        let key_id = stack.kms_key_id.clone();
+        async move {
+            let blob = kms
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(aws_sdk_kms::primitives::Blob::new(plaintext.into_bytes()))
+                .encryption_context("purpose", context)
+                .send()
+                .await
+                .unwrap()
+                .ciphertext_blob
+                .unwrap();
+            base64::engine::general_purpose::STANDARD.encode(blob.as_ref())
+        }
+    };
+    let wrong_context = encrypt("something-else", config().to_string()).await;
+    assert!(fintx_adapters::kms::load_connectors(&stack.kms, &wrong_context)
+        .await
+        .is_err());
+    assert!(
+        fintx_adapters::kms::load_connectors(&stack.kms, "bm90IGEgY2lwaGVydGV4dA==")
+            .await
+            .is_err()
+    );
+    assert!(fintx_adapters::kms::load_connectors(&stack.kms, "%%%").await.is_err());
+    let bad_secret = json!({"connectors": {"b": {"scheme": "standard-webhooks", "secrets": ["plain"], "tenants": []}}});
+    let bad = encrypt("connector-config", bad_secret.to_string()).await;
+    assert!(fintx_adapters::kms::load_connectors(&stack.kms, &bad).await.is_err());
+    let good = encrypt("connector-config", config().to_string()).await;
+    assert_eq!(
+        fintx_adapters::kms::load_connectors(&stack.kms, &good)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_applied_event_costs_its_reads_and_one_write() {
+    let mut w = world().await;
+    let counter = fintx_tests::CallCounter::default();
+    w.webhooks.store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
+        w.stack.counted_dynamo(&counter).await,
+        w.stack.tables.clone(),
+    ));
+    let (_, payment_id, _) = paid(&w, "demo-bank", "10").await;
+    counter.reset();
+    let r = deliver(
+        &w.webhooks,
+        "demo-bank",
+        &json!({"type": "payment.settled", "data": {"payment_id": payment_id}}),
+        Some("msg_rt"),
+    )
+    .await;
+    assert_eq!(r.body, json!({"outcome": "applied"}));
+    // Payment, then its transfer, then the clearing account it names; one transaction.
+    assert_eq!(
+        (
+            counter.count("TransactGetItems"),
+            counter.count("TransactWriteItems"),
+            counter.total()
+        ),
+        (3, 1, 4)
+    );
+    counter.reset();
+    deliver(
+        &w.webhooks,
+        "demo-bank",
+        &json!({"type": "payment.settled", "data": {"payment_id": payment_id}}),
+        Some("msg_rt"),
+    )
+    .await;
+    assert_eq!(counter.total(), 1, "a duplicate costs one read");
+}
