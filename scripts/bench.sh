@@ -9,6 +9,8 @@ echo "== criterion: envelope cipher (warm cache)"
 cargo bench --locked -p fintx-adapters --features test-support --bench envelope
 echo "== criterion: transactions handler and money (in-memory store)"
 cargo bench --locked -p transactions --bench handler
+echo "== criterion: webhook verification and application (in-memory store)"
+cargo bench --locked -p bank-webhooks --bench webhooks
 
 state=.fintx/bench-$$
 mkdir -p "$state"
