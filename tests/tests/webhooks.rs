@@ -86,6 +86,7 @@ async fn a_settled_webhook_posts_the_payment_and_a_return_reverses_it() {
     )
     .await;
     assert_eq!((settled.status, &settled.body), (200, &json!({"outcome": "applied"})));
+    fintx_tests::openapi::Contract::load().check("POST", "/v1/webhooks/{connector}", &settled);
     let p = api.get(&format!("/v1/payments/{payment_id}")).await;
     assert_eq!(
         (p.body["status"].as_str(), p.body["version"].as_u64()),
@@ -178,6 +179,7 @@ async fn a_failed_webhook_releases_the_hold_and_late_outcomes_are_rejected_and_r
         .await,
     );
     assert_eq!(listed.status, 200, "{listed:?}");
+    fintx_tests::openapi::Contract::load().check("GET", "/v1/webhook-events", &listed);
     let types: Vec<&str> = listed.body["data"]
         .as_array()
         .unwrap()
@@ -348,14 +350,14 @@ async fn bad_signatures_and_stale_timestamps_are_refused_before_anything_is_writ
         None,
         None,
     );
-    send("demo-bank", body.clone(), wrong_secret)
-        .await
-        .assert_problem(401, "invalid_signature");
-    let stale = sign_webhook("standard-webhooks", BANK_SECRET, &body, None, Some(now() - 301));
+    let refused = send("demo-bank", body.clone(), wrong_secret).await;
+    refused.assert_problem(401, "invalid_signature");
+    fintx_tests::openapi::Contract::load().check("POST", "/v1/webhooks/{connector}", &refused);
+    let stale = sign_webhook("standard-webhooks", BANK_SECRET, &body, None, Some(now() - 360));
     send("demo-bank", body.clone(), stale)
         .await
         .assert_problem(401, "timestamp_out_of_tolerance");
-    let future = sign_webhook("standard-webhooks", BANK_SECRET, &body, None, Some(now() + 301));
+    let future = sign_webhook("standard-webhooks", BANK_SECRET, &body, None, Some(now() + 360));
     send("demo-bank", body.clone(), future)
         .await
         .assert_problem(401, "timestamp_out_of_tolerance");
