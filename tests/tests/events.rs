@@ -53,7 +53,8 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
             (401, Some("timestamp_out_of_tolerance"))
         }
         ("bank-webhooks", "ListWebhookEvents") => (200, None),
-        ("analytics-rollups", "AccountRollups" | "TenantRollups") => (404, Some("not_found")),
+        ("analytics-rollups", "AccountRollups") => (404, Some("account_not_found")),
+        ("analytics-rollups", "TenantRollups") => (200, None),
         _ => return None,
     })
 }
@@ -106,6 +107,8 @@ async fn every_sample_event_is_handled_as_expected() {
         dev_auth_headers: false,
     };
     let analytics = analytics_rollups::App {
+        store: Arc::new(MemoryStore::new()),
+        rollups: Arc::new(fintx_adapters::rollup_store::MemoryRollups::new()),
         dev_auth_headers: false,
     };
     let files = every_event_file();

@@ -2,6 +2,10 @@
 //! and with API Gateway requests; the event's shape says which.
 
 use analytics_rollups::{handle_http, handle_stream, App};
+use std::sync::Arc;
+
+use fintx_adapters::dynamo::DynamoStore;
+use fintx_adapters::rollup_store::DynamoRollups;
 use fintx_adapters::settings::Settings;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Service};
@@ -15,7 +19,11 @@ async fn main() -> Result<(), Error> {
     if settings.dev_auth_headers {
         tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
     }
+    let config = fintx_adapters::aws::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let app = App {
+        store: Arc::new(DynamoStore::new(dynamo.clone(), settings.tables.clone())),
+        rollups: Arc::new(DynamoRollups::new(dynamo, settings.tables.analytics.clone())),
         dev_auth_headers: settings.dev_auth_headers,
     };
     let app = &app;

@@ -86,6 +86,9 @@ pub(crate) fn transfer_item(t: &Transfer) -> Attributes {
     put("metadata", metadata_value(&t.metadata));
     put("created_at", s(t.created_at.to_string()));
     put("updated_at", s(t.updated_at.to_string()));
+    if let Some(at) = t.posted_at {
+        put("posted_at", s(at.to_string()));
+    }
     put("version", AttributeValue::N(t.version.to_string()));
     item
 }
@@ -98,7 +101,7 @@ fn timestamp(item: &Item<'_>, name: &str) -> Result<Timestamp, DomainError> {
     Timestamp::parse_rfc3339(item.s(name)?).ok_or_else(|| corrupt(name))
 }
 
-pub(crate) fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
+pub fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
     let item = Item(raw);
     let currency = Currency::parse(item.s("currency")?).map_err(|_| corrupt("currency"))?;
     let account = |name: &str| AccountId::parse(item.s(name)?).ok_or_else(|| corrupt(name));
@@ -120,6 +123,10 @@ pub(crate) fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainErr
         metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
         created_at: timestamp(&item, "created_at")?,
         updated_at: timestamp(&item, "updated_at")?,
+        posted_at: item
+            .opt_s("posted_at")?
+            .map(|t| Timestamp::parse_rfc3339(t).ok_or_else(|| corrupt("posted_at")))
+            .transpose()?,
         version: item.u64("version")?,
     })
 }
@@ -688,6 +695,7 @@ mod tests {
             metadata: Metadata::default(),
             created_at: Timestamp::from_unix_ms(5).unwrap(),
             updated_at: Timestamp::from_unix_ms(6).unwrap(),
+            posted_at: Some(Timestamp::from_unix_ms(6).unwrap()),
             version: 3,
         };
         assert_eq!(transfer_from_item(&transfer_item(&t)).unwrap(), t);

@@ -9,5 +9,6 @@ pub mod http;
 pub mod kms;
 pub mod ledger_store;
 pub mod memory;
+pub mod rollup_store;
 pub mod settings;
 pub mod system;

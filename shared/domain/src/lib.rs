@@ -14,6 +14,7 @@ pub mod ids;
 pub mod money;
 pub mod payment;
 pub mod ports;
+pub mod rollup;
 pub mod secret;
 pub mod transfer;
 pub mod webhook;

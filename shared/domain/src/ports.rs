@@ -13,6 +13,7 @@ use crate::idempotency::IdempotencyRecord;
 use crate::ids::{AccountId, EventId, PaymentId, TransferId};
 use crate::money::Currency;
 use crate::payment::{ConnectorName, Payment};
+use crate::rollup::{Granularity, Movement, Scope, Totals};
 use crate::transfer::{AccountDelta, Transfer};
 use crate::webhook::Outcome;
 
@@ -190,4 +191,23 @@ pub trait LedgerStore: AccountStore {
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError>;
+}
+
+/// Where rollups are kept.
+#[async_trait]
+pub trait RollupStore: Send + Sync {
+    /// Adds the movements not counted before and returns how many were new. Each
+    /// movement counts at most once, however often it is offered.
+    async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError>;
+
+    /// The rows of one scope between two periods (inclusive), oldest first.
+    async fn rows(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        currency: Currency,
+        granularity: Granularity,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, Totals)>, DomainError>;
 }

@@ -54,6 +54,9 @@ pub struct Transfer {
     pub metadata: Metadata,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When the transfer posted (the moment its money moved); `None` while pending or
+    /// voided. Analytics periods are taken from it.
+    pub posted_at: Option<Timestamp>,
     pub version: u64,
 }
 
@@ -180,6 +183,7 @@ pub fn open_transfer(
         metadata: request.metadata,
         created_at: now,
         updated_at: now,
+        posted_at: (status == TransferStatus::Posted).then_some(now),
         version: 1,
     };
     Ok((transfer, [d, c]))
@@ -228,6 +232,7 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     next.status = TransferStatus::Posted;
     next.posted_amount = post;
     next.updated_at = now;
+    next.posted_at = Some(now);
     next.version += 1;
     Ok(Transition::Apply(Box::new(next), [d, c]))
 }
@@ -322,6 +327,7 @@ pub fn reverse_posted(
         metadata: Metadata::default(),
         created_at: now,
         updated_at: now,
+        posted_at: Some(now),
         version: 1,
     };
     Ok(Reversal {

@@ -1,0 +1,338 @@
+//! Rollups in DynamoDB (analytics table) and in memory.
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | rollup row | `ROLL#<tenant>#<A#account or T>#<currency>#<hour or day>` | period start (RFC 3339) |
+//! | movement marker | `MOV#<transfer id>` | `MOV` |
+//!
+//! A batch's movements are written as transactions of markers (`attribute_not_exists`)
+//! plus the rows they add to, grouped so that each row is updated once per transaction
+//! (`ADD`). A marker that exists means its movement was counted by an earlier delivery:
+//! the transaction is refused as a whole, the counted movements are dropped, and the rest
+//! is written again. Counting is therefore exact under redelivery, replay and reordering.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use fintx_domain::auth::TenantId;
+use fintx_domain::ids::TransferId;
+use fintx_domain::money::Currency;
+use fintx_domain::ports::RollupStore;
+use fintx_domain::rollup::{contributions, Granularity, Movement, RollupKey, Scope, Totals};
+use fintx_domain::DomainError;
+use rust_decimal::Decimal;
+
+/// DynamoDB allows 100 items per transaction.
+const TRANSACTION_ITEMS_MAX: usize = 100;
+/// Markers outlive the stream's 24-hour retention, the longest a record can be redelivered.
+const MARKER_RETENTION_SECONDS: i64 = 14 * 24 * 60 * 60;
+
+fn row_pk(tenant: &TenantId, scope: &Scope, currency: &str, granularity: Granularity) -> String {
+    let scope = match scope {
+        Scope::Account(id) => format!("A#{id}"),
+        Scope::Tenant => "T".to_owned(),
+    };
+    format!("ROLL#{tenant}#{scope}#{currency}#{}", granularity.as_str())
+}
+
+fn marker_pk(id: &TransferId) -> String {
+    format!("MOV#{id}")
+}
+
+/// Groups movements into chunks whose markers and distinct rows fit one transaction.
+fn chunks(movements: &[Movement]) -> Vec<(Vec<&Movement>, BTreeMap<RollupKey, Totals>)> {
+    let mut out: Vec<(Vec<&Movement>, BTreeMap<RollupKey, Totals>)> = Vec::new();
+    let mut current: (Vec<&Movement>, BTreeMap<RollupKey, Totals>) = (Vec::new(), BTreeMap::new());
+    let mut seen = HashSet::new();
+    for m in movements {
+        // The same movement twice in one batch counts once.
+        if !seen.insert(m.transfer_id) {
+            continue;
+        }
+        let rows = contributions(m);
+        let new_rows = rows.iter().filter(|(k, _)| !current.1.contains_key(k)).count();
+        if current.0.len() + 1 + current.1.len() + new_rows > TRANSACTION_ITEMS_MAX && !current.0.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        current.0.push(m);
+        for (key, totals) in rows {
+            // Sums of 15-digit amounts stay far inside Decimal; a failure here would be a bug.
+            let _ = current.1.entry(key).or_default().add(&totals);
+        }
+    }
+    if !current.0.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn regroup(movements: &[&Movement]) -> BTreeMap<RollupKey, Totals> {
+    let mut rows: BTreeMap<RollupKey, Totals> = BTreeMap::new();
+    for m in movements {
+        for (key, totals) in contributions(m) {
+            let _ = rows.entry(key).or_default().add(&totals);
+        }
+    }
+    rows
+}
+
+pub struct DynamoRollups {
+    client: Client,
+    table: String,
+}
+
+impl DynamoRollups {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    async fn existing_markers(&self, movements: &[&Movement]) -> Result<HashSet<TransferId>, DomainError> {
+        let keys: Vec<HashMap<String, AttributeValue>> = movements
+            .iter()
+            .map(|m| {
+                HashMap::from([
+                    ("pk".to_owned(), AttributeValue::S(marker_pk(&m.transfer_id))),
+                    ("sk".to_owned(), AttributeValue::S("MOV".into())),
+                ])
+            })
+            .collect();
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(100) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            let mut pending = Some(HashMap::from([(self.table.clone(), request)]));
+            for _ in 0..5 {
+                let Some(items) = pending.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(items))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %DisplayErrorContext(&e), "BatchGetItem markers failed");
+                        DomainError::Unavailable
+                    })?;
+                for item in output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                        if let Some(id) = pk.strip_prefix("MOV#").and_then(TransferId::parse) {
+                            found.insert(id);
+                        }
+                    }
+                }
+                pending = output.unprocessed_keys.filter(|u| !u.is_empty());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes one chunk. `Ok(false)`: a marker existed and nothing was written.
+    async fn write(&self, movements: &[&Movement], rows: &BTreeMap<RollupKey, Totals>) -> Result<bool, DomainError> {
+        let now_s = crate::system::now().unix_ms() / 1000;
+        let mut items = Vec::with_capacity(movements.len() + rows.len());
+        for m in movements {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", AttributeValue::S(marker_pk(&m.transfer_id)))
+                .item("sk", AttributeValue::S("MOV".into()))
+                .item(
+                    "expires_at",
+                    AttributeValue::N((now_s + MARKER_RETENTION_SECONDS).to_string()),
+                )
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for (key, t) in rows {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key(
+                    "pk",
+                    AttributeValue::S(row_pk(&key.tenant, &key.scope, key.currency_code, key.granularity)),
+                )
+                .key("sk", AttributeValue::S(key.period.clone()))
+                .update_expression("ADD debit_count :dc, debit_amount :da, credit_count :cc, credit_amount :ca")
+                .expression_attribute_values(":dc", AttributeValue::N(t.debit_count.to_string()))
+                .expression_attribute_values(":da", AttributeValue::N(t.debit_amount.normalize().to_string()))
+                .expression_attribute_values(":cc", AttributeValue::N(t.credit_count.to_string()))
+                .expression_attribute_values(":ca", AttributeValue::N(t.credit_amount.normalize().to_string()))
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let counted = error.as_service_error().is_some_and(|e| match e {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => false,
+                });
+                if counted {
+                    Ok(false)
+                } else {
+                    tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems rollups failed");
+                    Err(DomainError::Unavailable)
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RollupStore for DynamoRollups {
+    async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError> {
+        let mut applied = 0;
+        for (mut chunk, mut rows) in chunks(movements) {
+            // Bounded: each refusal removes at least one counted movement.
+            for _ in 0..=chunk.len() {
+                if chunk.is_empty() {
+                    break;
+                }
+                if self.write(&chunk, &rows).await? {
+                    applied += chunk.len();
+                    break;
+                }
+                let counted = self.existing_markers(&chunk).await?;
+                chunk.retain(|m| !counted.contains(&m.transfer_id));
+                rows = regroup(&chunk);
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn rows(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        currency: Currency,
+        granularity: Granularity,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, Totals)>, DomainError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        // At most 744 rows: a few pages.
+        for _ in 0..20 {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(row_pk(tenant, scope, currency.code(), granularity)),
+                )
+                .expression_attribute_values(":first", AttributeValue::S(first.to_owned()))
+                .expression_attribute_values(":last", AttributeValue::S(last.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %DisplayErrorContext(&e), "Query rollups failed");
+                    DomainError::Unavailable
+                })?;
+            for item in page.items.unwrap_or_default() {
+                let n = |name: &str| match item.get(name) {
+                    Some(AttributeValue::N(v)) => Decimal::from_str(v).map_err(|_| DomainError::Unavailable),
+                    _ => Ok(Decimal::ZERO),
+                };
+                let count = |name: &str| n(name).map(|d| u64::try_from(d).unwrap_or(0));
+                let period = match item.get("sk") {
+                    Some(AttributeValue::S(p)) => p.clone(),
+                    _ => return Err(DomainError::Unavailable),
+                };
+                out.push((
+                    period,
+                    Totals {
+                        debit_count: count("debit_count")?,
+                        debit_amount: n("debit_amount")?,
+                        credit_count: count("credit_count")?,
+                        credit_amount: n("credit_amount")?,
+                    },
+                ));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Rollups in memory, with the same exactly-once contract.
+#[derive(Default)]
+pub struct MemoryRollups {
+    state: Mutex<(HashSet<TransferId>, BTreeMap<RollupKey, Totals>)>,
+}
+
+impl MemoryRollups {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl RollupStore for MemoryRollups {
+    async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError> {
+        let mut state = self.state.lock().map_err(|_| DomainError::Unavailable)?;
+        let mut applied = 0;
+        for m in movements {
+            if state.0.insert(m.transfer_id) {
+                for (key, totals) in contributions(m) {
+                    state.1.entry(key).or_default().add(&totals)?;
+                }
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn rows(
+        &self,
+        tenant: &TenantId,
+        scope: &Scope,
+        currency: Currency,
+        granularity: Granularity,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, Totals)>, DomainError> {
+        let state = self.state.lock().map_err(|_| DomainError::Unavailable)?;
+        Ok(state
+            .1
+            .iter()
+            .filter(|(k, _)| {
+                &k.tenant == tenant
+                    && &k.scope == scope
+                    && k.currency_code == currency.code()
+                    && k.granularity == granularity
+                    && k.period.as_str() >= first
+                    && k.period.as_str() <= last
+            })
+            .map(|(k, t)| (k.period.clone(), *t))
+            .collect())
+    }
+}
