@@ -91,3 +91,14 @@ printf '   first delivery:  '; webhook "$settle" "msg_demo_$payment_id"
 printf '   second delivery: '; webhook "$settle" "msg_demo_$payment_id"
 printf '   payment status:  '; api GET "/v1/payments/$payment_id" | field "['status']"
 balances "$customer_id"
+
+echo "-- analytics: the stream pump feeds the ledger stream to analytics-rollups"
+for _ in $(seq 1 30); do
+  rollup=$(curl -sS "$FINTX_ANALYTICS_URL/v1/analytics/tenant?currency=USD&granularity=day" \
+    -H "x-fintx-tenant: $tenant" -H "x-fintx-scopes: ledger:read")
+  [ "$(echo "$rollup" | field "['data'] != []")" = True ] && break
+  sleep 1
+done
+echo "   today's USD rollup for the tenant: $(echo "$rollup" | field "['data']")"
+echo "   today's rollup for the customer account: $(curl -sS "$FINTX_ANALYTICS_URL/v1/analytics/accounts/$customer_id?granularity=day" \
+    -H "x-fintx-tenant: $tenant" -H "x-fintx-scopes: ledger:read" | field "['data']")"

@@ -77,6 +77,10 @@ start_all() {
     stop_all
     exit 1
   fi
+  echo "== stream pump: ledger stream -> analytics-rollups"
+  setsid "$py" scripts/stream_pump.py "$env_file" > "$state/pump.log" 2>&1 < /dev/null &
+  echo $! > "$state/pump.pid"
+
   echo "== local stack is up; settings in $env_file"
   scripts/demo.sh
 }
