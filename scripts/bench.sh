@@ -11,6 +11,8 @@ echo "== criterion: transactions handler and money (in-memory store)"
 cargo bench --locked -p transactions --bench handler
 echo "== criterion: webhook verification and application (in-memory store)"
 cargo bench --locked -p bank-webhooks --bench webhooks
+echo "== criterion: rollups from stream batches (in-memory store)"
+cargo bench --locked -p analytics-rollups --bench rollups
 
 state=.fintx/bench-$$
 mkdir -p "$state"

@@ -172,7 +172,31 @@ def stream_event(base: dict) -> dict:
     record["eventSourceARN"] = (
         "arn:aws:dynamodb:us-east-1:123456789012:table/fintx-LedgerTable/stream/2026-11-24T00:00:00.000"
     )
-    event["Records"] = [record]
+    transfer = json.loads(json.dumps(record))
+    transfer["eventID"] = "c4ca4238a0b923820dcc509a6f75849c"
+    transfer["dynamodb"]["SequenceNumber"] = "4421584500000000017450439092"
+    t_image = {
+        "pk": {"S": f"TR#{TRANSFER_ID}"},
+        "sk": {"S": "TR"},
+        "entity": {"S": "transfer"},
+        "id": {"S": TRANSFER_ID},
+        "tenant_id": {"S": TENANT},
+        "debit_account_id": {"S": ACCOUNT_ID},
+        "credit_account_id": {"S": OTHER_ACCOUNT_ID},
+        "amount": {"N": "12.34"},
+        "currency": {"S": "USD"},
+        "status": {"S": "posted"},
+        "posted_amount": {"N": "12.34"},
+        "reversed_amount": {"N": "0"},
+        "metadata": {"M": {}},
+        "created_at": {"S": "2026-11-24T00:00:01.000Z"},
+        "updated_at": {"S": "2026-11-24T00:00:01.000Z"},
+        "posted_at": {"S": "2026-11-24T00:00:01.000Z"},
+        "version": {"N": "1"},
+    }
+    transfer["dynamodb"]["Keys"] = {"pk": t_image["pk"], "sk": t_image["sk"]}
+    transfer["dynamodb"]["NewImage"] = t_image
+    event["Records"] = [record, transfer]
     return event
 
 

@@ -396,3 +396,40 @@ async fn the_query_api_is_tenant_scoped_bounded_and_exact() {
     assert_eq!(past.body["data"], json!([]), "empty periods are omitted");
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn a_batch_costs_one_transaction_per_hundred_items_and_a_redelivery_two_calls() {
+    let stack = Stack::fresh().await;
+    let app = stack.transactions_app();
+    let api = Api::new(&app, "t1");
+    let a = api.open("USD", "100000").await;
+    let b = api.open("USD", "0").await;
+    for _ in 0..60 {
+        assert_eq!(api.transfer(&a, &b, "1", "USD", false, &key()).await.status, 201);
+    }
+    let records = stream_records(&stack).await;
+    let counter = fintx_tests::CallCounter::default();
+    let analytics = App {
+        store: Arc::new(stack.store()),
+        rollups: Arc::new(DynamoRollups::new(
+            stack.counted_dynamo(&counter).await,
+            stack.tables.analytics.clone(),
+        )),
+        dev_auth_headers: false,
+    };
+    let (_, report) = apply_batch(&analytics, &batch(&records)).await;
+    assert_eq!(report.applied, 60);
+    // 60 markers and 6 rows (two accounts and the tenant, by hour and by day) fit one transaction.
+    assert_eq!((counter.count("TransactWriteItems"), counter.total()), (1, 1));
+    counter.reset();
+    let (_, again) = apply_batch(&analytics, &batch(&records)).await;
+    assert_eq!(again.applied, 0);
+    assert_eq!(
+        (
+            counter.count("TransactWriteItems"),
+            counter.count("BatchGetItem"),
+            counter.total()
+        ),
+        (1, 1, 2)
+    );
+}

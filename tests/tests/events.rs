@@ -117,8 +117,9 @@ async fn every_sample_event_is_handled_as_expected() {
         let text = event(&function, &name);
         if function == "analytics-rollups" && name == "LedgerStream" {
             let batch = serde_json::from_str(&text).expect("a DynamoDB stream event");
-            let response = analytics_rollups::handle_stream(&analytics, batch).await;
+            let (response, report) = analytics_rollups::apply_batch(&analytics, &batch).await;
             assert!(response.batch_item_failures.is_empty(), "{name}: {response:?}");
+            assert_eq!((report.records, report.movements, report.applied), (2, 1, 1), "{name}");
             continue;
         }
         let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}/{name}: {e}"));
