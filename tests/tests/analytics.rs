@@ -193,7 +193,30 @@ async fn workload(stack: &Stack) {
             .await;
         api.transfer(&c, &d, "7.77", "EUR", false, &key()).await;
         let payment = json!({"account_id": a, "amount": "12", "currency": "USD", "connector": "demo-bank", "counterparty": {"name": "Ada"}});
-        assert_eq!(api.post("/v1/payments", payment, &key()).await.status, 201);
+        let payment = api.post("/v1/payments", payment, &key()).await;
+        assert_eq!(payment.status, 201);
+        // The bank settles the payment and a deposit arrives, both through the webhook function.
+        let config = json!({"connectors": {"demo-bank": {"scheme": "stripe-v1", "secrets": ["whsec_analytics_test_secret_01"], "tenants": ["t1", "t2"]}}});
+        let webhooks = stack.webhooks_app(&config).await;
+        let payment_id = payment.body["id"].as_str().unwrap();
+        for (id, body) in [
+            (
+                format!("evt_s_{tenant}"),
+                json!({"type": "payment.settled", "data": {"payment_id": payment_id}}),
+            ),
+            (
+                format!("evt_d_{tenant}"),
+                json!({"type": "deposit.received", "data": {"account_id": b, "amount": "3.21", "currency": "USD", "bank_reference": format!("DEP-{tenant}")}}),
+            ),
+        ] {
+            let mut body = body;
+            body["id"] = json!(id);
+            let text = body.to_string();
+            let headers = fintx_tests::sign_webhook("stripe-v1", "whsec_analytics_test_secret_01", &text, None, None);
+            let r =
+                reply(bank_webhooks::handle(&webhooks, fintx_tests::webhook_event("demo-bank", &text, &headers)).await);
+            assert_eq!(r.body, json!({"outcome": "applied"}), "{r:?}");
+        }
     }
 }
 

@@ -502,3 +502,31 @@ async fn an_applied_event_costs_its_reads_and_one_write() {
     .await;
     assert_eq!(counter.total(), 1, "a duplicate costs one read");
 }
+
+#[tokio::test]
+async fn a_transient_failure_answers_503_writes_nothing_and_the_retry_applies() {
+    let mut w = world().await;
+    let (customer, payment_id, _) = paid(&w, "demo-bank", "10").await;
+    let healthy = w.webhooks.cipher.clone();
+    let base = fintx_adapters::aws::sdk_config().await;
+    let down = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&base)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    w.webhooks.cipher = Arc::new(w.stack.cipher(down, Default::default()));
+    let before = webhook_items(&w.stack).await;
+    let body = json!({"type": "payment.settled", "data": {"payment_id": payment_id}});
+    let r = deliver(&w.webhooks, "demo-bank", &body, Some("msg_retry")).await;
+    r.assert_problem(503, "encryption_unavailable");
+    assert_eq!(webhook_items(&w.stack).await, before, "nothing recorded");
+    assert_eq!(
+        Api::new(&w.transactions, "t1").balance(&customer).await["pending_debits"],
+        "10.00",
+        "nothing applied"
+    );
+    // The bank retries the same event once KMS is back.
+    w.webhooks.cipher = healthy;
+    let retried = deliver(&w.webhooks, "demo-bank", &body, Some("msg_retry")).await;
+    assert_eq!(retried.body, json!({"outcome": "applied"}));
+}
