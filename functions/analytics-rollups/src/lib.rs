@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use fintx_adapters::http::{json_response, principal, problem_response, query_param, route_path};
+use fintx_adapters::http::{json_response, principal, query_param, respond_or_problem, route_path};
 use fintx_adapters::system;
 use fintx_domain::auth::{Principal, Scope as AuthScope, TenantId};
 use fintx_domain::clock::Timestamp;
@@ -150,22 +150,7 @@ pub async fn apply_batch(app: &App, event: &DynamoDbEvent) -> (DynamoDbEventResp
 }
 
 pub async fn handle_http(app: &App, request: Request) -> Response<Body> {
-    match route(app, &request).await {
-        Ok(response) => response,
-        Err(error) => {
-            let code = error.code();
-            if code.status() >= 500 {
-                tracing::error!(code = code.as_str(), "analytics request failed");
-            } else {
-                tracing::info!(
-                    code = code.as_str(),
-                    status = code.status(),
-                    "analytics request refused"
-                );
-            }
-            problem_response(&error)
-        }
-    }
+    respond_or_problem(route(app, &request).await)
 }
 
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use fintx_adapters::dynamo::DynamoStore;
 use fintx_adapters::rollup_store::DynamoRollups;
-use fintx_adapters::settings::Settings;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Service};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -14,11 +13,7 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    if settings.dev_auth_headers {
-        tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
-    }
+    let settings = fintx_adapters::settings::cold_start()?;
     let config = fintx_adapters::aws::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let app = App {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fintx_adapters::http::{
-    body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject,
+    body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
 use fintx_domain::account::{Account, Metadata};
@@ -21,7 +21,6 @@ use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{apply_outcome, PaymentStatus};
 use fintx_domain::ports::{
     ClearingKey, CommitError, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Rejection, Snapshot,
-    PAGE_LIMIT_MAX,
 };
 use fintx_domain::transfer::{open_transfer, NewTransfer};
 use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
@@ -42,18 +41,7 @@ pub struct App {
 }
 
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    match route(app, &request).await {
-        Ok(response) => response,
-        Err(error) => {
-            let code = error.code();
-            if code.status() >= 500 {
-                tracing::error!(code = code.as_str(), "webhook request failed");
-            } else {
-                tracing::info!(code = code.as_str(), status = code.status(), "webhook request refused");
-            }
-            problem_response(&error)
-        }
-    }
+    respond_or_problem(route(app, &request).await)
 }
 
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
@@ -415,14 +403,7 @@ async fn list_events(app: &App, caller: &Principal, request: &Request) -> Result
         }
         Some(_) => return Err(DomainError::invalid_request("unresolved is true or false")),
     };
-    let limit = match query_param(request, "limit") {
-        None => 25,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=PAGE_LIMIT_MAX).contains(l))
-            .ok_or_else(|| DomainError::invalid_request("limit must be an integer from 1 to 100"))?,
-    };
+    let limit = fintx_adapters::http::page_limit(request)?;
     let listing = format!("webhook-events:{}:{}", outcome.as_str(), unresolved);
     let before = match query_param(request, "cursor") {
         None => None,

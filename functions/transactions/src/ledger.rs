@@ -424,7 +424,7 @@ pub(crate) async fn list_account_transfers(
     request: &Request,
     id: &str,
 ) -> Result<Response<Body>, DomainError> {
-    let limit = crate::page_limit(request)?;
+    let limit = fintx_adapters::http::page_limit(request)?;
     let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
     let listing = format!("transfers:{id}");
     let before = match fintx_adapters::http::query_param(request, "cursor") {

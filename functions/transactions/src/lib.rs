@@ -10,7 +10,7 @@ pub use ledger::{parse_new_transfer, payment_view, transfer_view};
 use std::sync::Arc;
 
 use fintx_adapters::http::{
-    body_bytes, json_response, principal, problem_response, query_param, route_path, JsonObject,
+    body_bytes, json_response, page_limit, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
 use fintx_domain::account::{
@@ -21,7 +21,7 @@ use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
 use fintx_domain::money::{format_decimal, Amount, Currency};
-use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads, PAGE_LIMIT_MAX};
+use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
@@ -31,7 +31,6 @@ use serde_json::{json, Value};
 /// Largest request body the API reads. Every valid request is far smaller; anything
 /// larger is refused before parsing.
 pub const BODY_MAX_BYTES: usize = 64 * 1024;
-pub const PAGE_LIMIT_DEFAULT: usize = 25;
 
 /// Everything a request needs, built once per cold start.
 pub struct App {
@@ -47,18 +46,7 @@ pub struct App {
 
 /// Handles one API request. Never fails: every error becomes a problem response.
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    match route(app, &request).await {
-        Ok(response) => response,
-        Err(error) => {
-            let code = error.code();
-            if code.status() >= 500 {
-                tracing::error!(code = code.as_str(), "request failed");
-            } else {
-                tracing::info!(code = code.as_str(), status = code.status(), "request refused");
-            }
-            problem_response(&error)
-        }
-    }
+    respond_or_problem(route(app, &request).await)
 }
 
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
@@ -256,19 +244,6 @@ async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Resu
     };
     let data: Vec<Value> = page.items.iter().map(account_view).collect();
     Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
-}
-
-/// `limit` query parameter: 1..=100, default 25.
-pub fn page_limit(request: &Request) -> Result<usize, DomainError> {
-    match query_param(request, "limit") {
-        None => Ok(PAGE_LIMIT_DEFAULT),
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if (1..=PAGE_LIMIT_MAX).contains(&limit) => Ok(limit),
-            _ => Err(DomainError::invalid_request(format!(
-                "limit must be an integer from 1 to {PAGE_LIMIT_MAX}"
-            ))),
-        },
-    }
 }
 
 /// The account as the API shows it (SPEC §6).

@@ -6,17 +6,12 @@ use std::sync::Arc;
 use fintx_adapters::dynamo::DynamoStore;
 use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher, KmsDataKeys};
 use fintx_adapters::kms::KmsCursorKeys;
-use fintx_adapters::settings::Settings;
 use lambda_http::{run, service_fn, Error, Request};
 use transactions::{handle, App};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let settings = Settings::from_env()?;
-    if settings.dev_auth_headers {
-        tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
-    }
+    let settings = fintx_adapters::settings::cold_start()?;
     let config = fintx_adapters::aws::sdk_config().await;
     let kms = aws_sdk_kms::Client::new(&config);
     let app = App {

@@ -231,45 +231,6 @@ impl JsonObject {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fintx_domain::ErrorCode;
-
-    #[test]
-    fn unknown_fields_are_refused_with_their_path() {
-        let mut o = JsonObject::parse(br#"{"a":"x","nested":{"b":"y","c":1}}"#).unwrap();
-        assert_eq!(o.string("a").unwrap().as_deref(), Some("x"));
-        let mut nested = o.object("nested").unwrap().unwrap();
-        nested.string("b").unwrap();
-        assert_eq!(nested.finish(), Err(DomainError::UnknownField("nested.c".into())));
-        assert!(o.finish().is_ok());
-    }
-
-    #[test]
-    fn amounts_must_be_strings() {
-        let mut o = JsonObject::parse(br#"{"amount": 12.5}"#).unwrap();
-        assert_eq!(o.amount("amount").unwrap_err().code(), ErrorCode::InvalidAmount);
-    }
-
-    #[test]
-    fn garbage_and_non_objects_are_invalid_requests() {
-        for body in [&b"{"[..], b"[]", b"\"x\"", b"\xff\xfe", b""] {
-            assert_eq!(
-                JsonObject::parse(body).err().map(|e| e.code()),
-                Some(ErrorCode::InvalidRequest)
-            );
-        }
-    }
-
-    #[test]
-    fn type_errors_never_echo_the_value() {
-        let mut o = JsonObject::parse(br#"{"name": {"secret": "4111111111111111"}}"#).unwrap();
-        let err = o.string("name").unwrap_err();
-        assert!(!err.to_string().contains("4111"));
-    }
-}
-
 /// A body's canonical form for idempotency fingerprints: JSON with object keys sorted
 /// and no insignificant whitespace, so the same request always fingerprints the same.
 /// A body that is not JSON is fingerprinted as its raw bytes.
@@ -312,6 +273,78 @@ pub fn canonical_json(body: &[u8]) -> Vec<u8> {
             out.into_bytes()
         }
         Err(_) => body.to_vec(),
+    }
+}
+
+/// The response of a handled request: the route's answer, or its problem document. 5xx
+/// outcomes are logged as errors (their cause was logged where it happened); refusals
+/// as information with their code.
+pub fn respond_or_problem(outcome: Result<Response<Body>, DomainError>) -> Response<Body> {
+    match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            let code = error.code();
+            if code.status() >= 500 {
+                tracing::error!(code = code.as_str(), "request failed");
+            } else {
+                tracing::info!(code = code.as_str(), status = code.status(), "request refused");
+            }
+            problem_response(&error)
+        }
+    }
+}
+
+/// The `limit` query parameter of a listing: 1 to 100, default 25.
+pub fn page_limit(request: &Request) -> Result<usize, DomainError> {
+    const DEFAULT: usize = 25;
+    let max = fintx_domain::ports::PAGE_LIMIT_MAX;
+    match query_param(request, "limit") {
+        None => Ok(DEFAULT),
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+            _ => Err(DomainError::invalid_request(format!(
+                "limit must be an integer from 1 to {max}"
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fintx_domain::ErrorCode;
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let mut o = JsonObject::parse(br#"{"a":"x","nested":{"b":"y","c":1}}"#).unwrap();
+        assert_eq!(o.string("a").unwrap().as_deref(), Some("x"));
+        let mut nested = o.object("nested").unwrap().unwrap();
+        nested.string("b").unwrap();
+        assert_eq!(nested.finish(), Err(DomainError::UnknownField("nested.c".into())));
+        assert!(o.finish().is_ok());
+    }
+
+    #[test]
+    fn amounts_must_be_strings() {
+        let mut o = JsonObject::parse(br#"{"amount": 12.5}"#).unwrap();
+        assert_eq!(o.amount("amount").unwrap_err().code(), ErrorCode::InvalidAmount);
+    }
+
+    #[test]
+    fn garbage_and_non_objects_are_invalid_requests() {
+        for body in [&b"{"[..], b"[]", b"\"x\"", b"\xff\xfe", b""] {
+            assert_eq!(
+                JsonObject::parse(body).err().map(|e| e.code()),
+                Some(ErrorCode::InvalidRequest)
+            );
+        }
+    }
+
+    #[test]
+    fn type_errors_never_echo_the_value() {
+        let mut o = JsonObject::parse(br#"{"name": {"secret": "4111111111111111"}}"#).unwrap();
+        let err = o.string("name").unwrap_err();
+        assert!(!err.to_string().contains("4111"));
     }
 }
 

@@ -88,6 +88,17 @@ impl Settings {
     }
 }
 
+/// The common start of every function: JSON logging as Lambda configures it, settings
+/// validated from the environment, and a warning when the local dev-auth switch is on.
+pub fn cold_start() -> Result<Settings, SettingsError> {
+    lambda_http::tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    if settings.dev_auth_headers {
+        tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
