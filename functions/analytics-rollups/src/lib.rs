@@ -90,6 +90,8 @@ pub fn record_movement(record: &EventRecord) -> Result<Option<Movement>, String>
 /// carried a movement so they are retried. Counting is exactly once either way.
 pub async fn handle_stream(app: &App, event: DynamoDbEvent) -> DynamoDbEventResponse {
     let (response, report) = apply_batch(app, &event).await;
+    fintx_adapters::metrics::emit("RollupMovementsApplied", report.applied as f64, "Count", None);
+    fintx_adapters::metrics::emit("StreamRecordsMalformed", report.malformed as f64, "Count", None);
     tracing::info!(
         records = report.records,
         movements = report.movements,
@@ -145,6 +147,7 @@ pub async fn apply_batch(app: &App, event: &DynamoDbEvent) -> (DynamoDbEventResp
     {
         let lag_ms = system::now().unix_ms().saturating_sub(newest);
         tracing::info!(rollup_lag_ms = lag_ms, "rollup lag");
+        fintx_adapters::metrics::emit("RollupLag", lag_ms as f64, "Milliseconds", None);
     }
     (response, report)
 }

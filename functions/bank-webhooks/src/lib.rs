@@ -279,6 +279,7 @@ fn decide(
 }
 
 fn outcome_response(outcome: Outcome, code: Option<&str>) -> Response<Body> {
+    fintx_adapters::metrics::count("WebhookOutcomes", Some(("Outcome", outcome.as_str())));
     let mut body = json!({ "outcome": outcome.as_str() });
     if let Some(code) = code {
         body["code"] = Value::String(code.to_owned());

@@ -171,7 +171,12 @@ pub(crate) async fn execute(
             return Ok(respond(status, &text, false));
         }
         match app.store.commit(&write).await {
-            Ok(()) => return Ok(respond(status, &text, false)),
+            Ok(()) => {
+                if !write.new_transfers.is_empty() {
+                    fintx_adapters::metrics::emit("Transfers", write.new_transfers.len() as f64, "Count", None);
+                }
+                return Ok(respond(status, &text, false));
+            }
             Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => continue,
             Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => return Err(DomainError::IdempotencyKeyInUse),
             Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {

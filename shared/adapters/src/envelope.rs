@@ -231,6 +231,7 @@ impl<K: DataKeySource> EnvelopeCipher<K> {
             .is_some_and(|k| k.created.elapsed() < self.limits.max_age && k.uses < self.limits.max_uses);
         if !fresh {
             self.key_service_calls.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::count("KmsCalls", Some(("Operation", "GenerateDataKey")));
             let key = self.keys.generate(&scope).await?;
             let cipher = Aes256Gcm::new_from_slice(key.plaintext.expose()).map_err(|_| CipherError::KeyService)?;
             *active = Some(ActiveKey {
@@ -299,6 +300,7 @@ impl<K: DataKeySource> EnvelopeCipher<K> {
             }
         }
         self.key_service_calls.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::count("KmsCalls", Some(("Operation", "Decrypt")));
         let key = self.keys.unwrap(parts.key_id, parts.wrapped, scope).await?;
         let cipher = Arc::new(Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CipherError::Integrity)?);
         let mut cache = self.opening.lock().map_err(|_| CipherError::KeyService)?;

@@ -289,6 +289,7 @@ pub fn respond_or_problem(outcome: Result<Response<Body>, DomainError>) -> Respo
             } else {
                 tracing::info!(code = code.as_str(), status = code.status(), "request refused");
             }
+            crate::metrics::count("Rejections", Some(("Code", code.as_str())));
             problem_response(&error)
         }
     }

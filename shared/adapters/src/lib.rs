@@ -9,6 +9,7 @@ pub mod http;
 pub mod kms;
 pub mod ledger_store;
 pub mod memory;
+pub mod metrics;
 pub mod rollup_store;
 pub mod settings;
 pub mod system;
