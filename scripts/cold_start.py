@@ -1,0 +1,151 @@
+"""Cold-start measurement of the release `bootstrap`s against a local Runtime API stand-in.
+
+For each binary and run: start a minimal Lambda Runtime API on a free loopback port, start
+the binary with AWS_LAMBDA_RUNTIME_API pointing at it, and record
+  init   process start -> its first GET /runtime/invocation/next
+  first  delivery of the first event -> its response (includes the first SDK call)
+  warm   median of the next 20 invocations
+  rss    peak resident set size (VmHWM) after the warm invocations
+A bare lambda_runtime echo built with the same profile runs beside them, so the overhead is
+a ratio measured in one session. Medians over RUNS runs (default 30).
+
+Usage: cold_start.py RUNS ENDPOINT_URL name=path[:event.json] ...
+The emulator at ENDPOINT_URL serves the first invocation's AWS calls (plain HTTP, so TLS
+set-up cost is not in these figures).
+"""
+
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM = 20
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    server_version = "runtime-api-stand-in"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        state = self.server.state
+        if not self.path.endswith("/runtime/invocation/next"):
+            self.send_error(404)
+            return
+        now = time.monotonic()
+        with state["lock"]:
+            if state["init_done"] is None:
+                state["init_done"] = now
+        event = state["queue"].get()
+        if event is None:
+            self.send_error(410)
+            return
+        request_id, payload = event
+        state["sent"][request_id] = time.monotonic()
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+        self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:bench")
+        self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        state = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        parts = self.path.split("/")
+        if "invocation" in parts:
+            request_id = parts[parts.index("invocation") + 1]
+            state["done"][request_id] = time.monotonic()
+            state["ok"][request_id] = parts[-1] == "response"
+            state["events"].set()
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def one_run(binary: str, payload: dict, env: dict) -> dict:
+    import queue
+
+    state = {"lock": threading.Lock(), "init_done": None, "queue": queue.Queue(), "sent": {}, "done": {}, "ok": {},
+             "events": threading.Event()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+    server.state = state
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}")
+    for i in range(1 + WARM):
+        state["queue"].put((f"req-{i}", payload))
+    started = time.monotonic()
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(state["done"]) < 1 + WARM and time.monotonic() < deadline and proc.poll() is None:
+            state["events"].wait(0.5)
+            state["events"].clear()
+        rss_kb = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    rss_kb = int(line.split()[1])
+    finally:
+        state["queue"].put(None)
+        proc.kill()
+        proc.wait()
+        server.shutdown()
+    if state["init_done"] is None or "req-0" not in state["done"]:
+        raise RuntimeError(f"{binary} did not complete its first invocation")
+    warm = [state["done"][f"req-{i}"] - state["sent"][f"req-{i}"] for i in range(1, 1 + WARM) if f"req-{i}" in state["done"]]
+    return {
+        "init_ms": (state["init_done"] - started) * 1e3,
+        "first_ms": (state["done"]["req-0"] - state["sent"]["req-0"]) * 1e3,
+        "warm_ms": statistics.median(warm) * 1e3,
+        "rss_mb": rss_kb / 1024,
+        "first_ok": state["ok"].get("req-0", False),
+    }
+
+
+def main() -> None:
+    runs = int(sys.argv[1])
+    endpoint = sys.argv[2]
+    env = dict(os.environ)
+    env.update({
+        "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_ENDPOINT_URL": endpoint,
+        "FINTX_LEDGER_TABLE": "bench-ledger", "FINTX_IDEMPOTENCY_TABLE": "bench-idem", "FINTX_WEBHOOK_EVENTS_TABLE": "bench-wh",
+        "FINTX_ANALYTICS_TABLE": "bench-analytics", "FINTX_KMS_KEY_ID": "bench", "FINTX_CURSOR_KEY_ID": "bench",
+        "RUST_LOG": "error",
+    })
+    env.pop("FINTX_DEV_AUTH", None)
+    rows = []
+    for spec in sys.argv[3:]:
+        name, rest = spec.split("=", 1)
+        binary, _, event_file = rest.partition(":")
+        payload = json.loads(Path(event_file).read_text()) if event_file else {"ping": 1}
+        results = [one_run(binary, payload, env) for _ in range(runs)]
+        med = {k: statistics.median(r[k] for r in results) for k in ("init_ms", "first_ms", "warm_ms", "rss_mb")}
+        size = Path(binary).stat().st_size / (1024 * 1024)
+        rows.append((name, med, size, all(r["first_ok"] for r in results)))
+    echo_init = next((m["init_ms"] for n, m, _, _ in rows if n == "echo"), None)
+    print(f"medians of {runs} runs")
+    print("| binary | init | init / echo | first invocation | warm invocation | peak RSS | stripped size |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m, size, ok in rows:
+        ratio = f"{m['init_ms'] / echo_init:.2f}x" if echo_init else "-"
+        print(f"| {name} | {m['init_ms']:.2f} ms | {ratio} | {m['first_ms']:.2f} ms | {m['warm_ms']:.3f} ms | {m['rss_mb']:.1f} MB | {size:.2f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
