@@ -75,12 +75,18 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A killed function leaves a long poll behind; its broken pipe is expected.
+        pass
+
+
 def one_run(binary: str, payload: dict, env: dict) -> dict:
     import queue
 
     state = {"lock": threading.Lock(), "init_done": None, "queue": queue.Queue(), "sent": {}, "done": {}, "ok": {},
              "events": threading.Event()}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+    server = QuietServer(("127.0.0.1", 0), RuntimeApi)
     server.state = state
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}")
