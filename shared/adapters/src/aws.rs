@@ -8,7 +8,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    // Lambda hands a function its region and temporary credentials in the environment;
+    // naming those sources skips the default chain's profile files and metadata
+    // providers, which only lengthen the cold start.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    if let Ok(region) = std::env::var("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    loader
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
