@@ -12,8 +12,10 @@ pub const NAMESPACE: &str = "fintx";
 
 /// Emits one metric with an optional dimension (for example `Code` for rejections).
 pub fn emit(name: &str, value: f64, unit: &str, dimension: Option<(&str, &str)>) {
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned());
-    let document = document(&function, name, value, unit, dimension);
+    static FUNCTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let function =
+        FUNCTION.get_or_init(|| std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned()));
+    let document = document(function, name, value, unit, dimension);
     // One write per line so concurrent emitters never interleave within a document.
     let line = format!("{document}\n");
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
