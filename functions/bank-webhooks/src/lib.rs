@@ -166,9 +166,7 @@ fn decide(
             }
             let (Some(transfer), Some(Some(clearing))) = (&snapshot.transfer, snapshot.accounts.first()) else {
                 // The transfer names the clearing account: read both with the payment.
-                let Some(transfer_id) = Some(payment.transfer_id) else {
-                    unreachable!()
-                };
+                let transfer_id = payment.transfer_id;
                 let clearing_id = snapshot.transfer.as_ref().map(|t| t.credit_account_id);
                 return Ok(Step::ReadMore(Reads {
                     transfer: Some(transfer_id),

@@ -299,19 +299,13 @@ impl AccountStore for DynamoStore {
             None => query.key_condition_expression("gsi1pk = :pk"),
         };
         let output = query.send().await.map_err(unavailable("Query accounts"))?;
-        let mut items = output
+        let items = output
             .items
             .unwrap_or_default()
             .iter()
             .map(account_from_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|a| a.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::from_overfetch(items, limit, |a| a.id))
     }
 }
 

@@ -573,19 +573,13 @@ impl LedgerStore for DynamoStore {
             tracing::error!(error = %DisplayErrorContext(&e), "Query webhook events failed");
             DomainError::Unavailable
         })?;
-        let mut items = output
+        let items = output
             .items
             .unwrap_or_default()
             .iter()
             .map(event_from_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::from_overfetch(items, limit, |e| e.id.to_string()))
     }
 
     async fn list_account_transfers(
@@ -626,11 +620,12 @@ impl LedgerStore for DynamoStore {
             }
             ids.push(TransferId::parse(entry.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?);
         }
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        let transfers = self.batch_get_transfers(&ids).await?;
-        let next = if more { ids.last().copied() } else { None };
-        Ok(Page { items: transfers, next })
+        let ids = Page::from_overfetch(ids, limit, |id| *id);
+        let transfers = self.batch_get_transfers(&ids.items).await?;
+        Ok(Page {
+            items: transfers,
+            next: ids.next,
+        })
     }
 }
 

@@ -89,14 +89,7 @@ impl AccountStore for MemoryStore {
 }
 
 fn page<T, P>(items: impl Iterator<Item = T>, limit: usize, position: impl Fn(&T) -> P) -> Page<T, P> {
-    let mut items: Vec<T> = items.take(limit + 1).collect();
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(&position)
-    } else {
-        None
-    };
-    Page { items, next }
+    Page::from_overfetch(items.take(limit + 1).collect(), limit, position)
 }
 
 #[async_trait]

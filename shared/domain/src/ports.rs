@@ -24,6 +24,20 @@ pub struct Page<T, P> {
     pub next: Option<P>,
 }
 
+impl<T, P> Page<T, P> {
+    /// A page from a listing read with one item more than `limit`: the extra item only
+    /// says that another page exists, and the position is the last item kept.
+    pub fn from_overfetch(mut items: Vec<T>, limit: usize, position: impl Fn(&T) -> P) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(position)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// Largest page any listing returns.
 pub const PAGE_LIMIT_MAX: usize = 100;
 
