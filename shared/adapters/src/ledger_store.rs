@@ -313,6 +313,17 @@ fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
     Ok(TransactGetItem::builder().get(get).build())
 }
 
+/// What each get of a read fills in the snapshot.
+#[derive(Clone, Copy)]
+enum Slot {
+    Idempotency,
+    Event,
+    Account,
+    Transfer,
+    Payment,
+    Clearing,
+}
+
 /// What each item of a write is, to read DynamoDB's cancellation reasons back.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -343,32 +354,33 @@ const NEW: &str = "attribute_not_exists(pk)";
 #[async_trait]
 impl LedgerStore for DynamoStore {
     async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
-        let ledger = &self.tables().ledger;
-        let mut gets = Vec::new();
+        let tables = self.tables();
+        // Each get is listed with what its answer fills, so requests and answers cannot
+        // fall out of step.
+        let mut slots: Vec<(Slot, TransactGetItem)> = Vec::new();
         if let Some(scope) = &reads.idempotency {
-            gets.push(get(
-                &self.tables().idempotency,
-                HashMap::from([("pk".to_owned(), s(scope.as_str()))]),
-            )?);
+            let key = HashMap::from([("pk".to_owned(), s(scope.as_str()))]);
+            slots.push((Slot::Idempotency, get(&tables.idempotency, key)?));
         }
         if let Some(event) = &reads.event {
-            gets.push(get(&self.tables().webhook_events, event_key(event))?);
+            slots.push((Slot::Event, get(&tables.webhook_events, event_key(event))?));
         }
         for id in &reads.accounts {
-            gets.push(get(ledger, account_key(id))?);
+            slots.push((Slot::Account, get(&tables.ledger, account_key(id))?));
         }
         if let Some(id) = &reads.transfer {
-            gets.push(get(ledger, transfer_key(id))?);
+            slots.push((Slot::Transfer, get(&tables.ledger, transfer_key(id))?));
         }
         if let Some(id) = &reads.payment {
-            gets.push(get(ledger, payment_key(id))?);
+            slots.push((Slot::Payment, get(&tables.ledger, payment_key(id))?));
         }
         if let Some(k) = &reads.clearing {
-            gets.push(get(ledger, clearing_key(k))?);
+            slots.push((Slot::Clearing, get(&tables.ledger, clearing_key(k))?));
         }
-        if gets.is_empty() {
+        if slots.is_empty() {
             return Ok(Snapshot::default());
         }
+        let (kinds, gets): (Vec<Slot>, Vec<TransactGetItem>) = slots.into_iter().unzip();
         let output = self
             .client()
             .transact_get_items()
@@ -379,33 +391,43 @@ impl LedgerStore for DynamoStore {
                 tracing::error!(error = %DisplayErrorContext(&e), "TransactGetItems failed");
                 DomainError::Unavailable
             })?;
-        let mut responses = output.responses.unwrap_or_default().into_iter().map(|r| r.item);
-        let mut next = || responses.next().flatten();
-        let mut snapshot = Snapshot::default();
-        if reads.idempotency.is_some() {
-            snapshot.idempotency = next().map(|i| idempotency_from_item(&i)).transpose()?;
-        }
-        if reads.event.is_some() {
-            snapshot.event_seen = next().is_some();
+        let responses = output.responses.unwrap_or_default();
+        if responses.len() != kinds.len() {
+            tracing::error!(
+                asked = kinds.len(),
+                answered = responses.len(),
+                "TransactGetItems answered a different count"
+            );
+            return Err(DomainError::Unavailable);
         }
         let visible = |owner: &TenantId| reads.any_tenant || owner == tenant;
-        for _ in &reads.accounts {
-            let account = next().map(|i| account_from_item(&i)).transpose()?;
-            snapshot.accounts.push(account.filter(|a| visible(&a.tenant)));
-        }
-        if reads.transfer.is_some() {
-            let transfer = next().map(|i| transfer_from_item(&i)).transpose()?;
-            snapshot.transfer = transfer.filter(|t| visible(&t.tenant));
-        }
-        if reads.payment.is_some() {
-            let payment = next().map(|i| payment_from_item(&i)).transpose()?;
-            snapshot.payment = payment.filter(|p| visible(&p.tenant));
-        }
-        if reads.clearing.is_some() {
-            snapshot.clearing = match next() {
-                None => None,
-                Some(i) => Some(AccountId::parse(Item(&i).s("account_id")?).ok_or_else(|| corrupt("account_id"))?),
-            };
+        let mut snapshot = Snapshot::default();
+        for (kind, response) in kinds.into_iter().zip(responses) {
+            let item = response.item;
+            match kind {
+                Slot::Idempotency => snapshot.idempotency = item.map(|i| idempotency_from_item(&i)).transpose()?,
+                Slot::Event => snapshot.event_seen = item.is_some(),
+                Slot::Account => {
+                    let account = item.map(|i| account_from_item(&i)).transpose()?;
+                    snapshot.accounts.push(account.filter(|a| visible(&a.tenant)));
+                }
+                Slot::Transfer => {
+                    let transfer = item.map(|i| transfer_from_item(&i)).transpose()?;
+                    snapshot.transfer = transfer.filter(|t| visible(&t.tenant));
+                }
+                Slot::Payment => {
+                    let payment = item.map(|i| payment_from_item(&i)).transpose()?;
+                    snapshot.payment = payment.filter(|p| visible(&p.tenant));
+                }
+                Slot::Clearing => {
+                    snapshot.clearing = match item {
+                        None => None,
+                        Some(i) => {
+                            Some(AccountId::parse(Item(&i).s("account_id")?).ok_or_else(|| corrupt("account_id"))?)
+                        }
+                    }
+                }
+            }
         }
         Ok(snapshot)
     }
