@@ -417,7 +417,6 @@ async fn the_query_api_is_tenant_scoped_bounded_and_exact() {
     )
     .await;
     assert_eq!(past.body["data"], json!([]), "empty periods are omitted");
-    let _ = Arc::new(());
 }
 
 #[tokio::test]

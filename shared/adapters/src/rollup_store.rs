@@ -45,9 +45,11 @@ fn marker_pk(id: &TransferId) -> String {
 }
 
 /// Groups movements into chunks whose markers and distinct rows fit one transaction.
-fn chunks(movements: &[Movement]) -> Vec<(Vec<&Movement>, BTreeMap<RollupKey, Totals>)> {
-    let mut out: Vec<(Vec<&Movement>, BTreeMap<RollupKey, Totals>)> = Vec::new();
-    let mut current: (Vec<&Movement>, BTreeMap<RollupKey, Totals>) = (Vec::new(), BTreeMap::new());
+type Chunk<'a> = (Vec<&'a Movement>, BTreeMap<RollupKey, Totals>);
+
+fn chunks(movements: &[Movement]) -> Result<Vec<Chunk<'_>>, DomainError> {
+    let mut out: Vec<Chunk<'_>> = Vec::new();
+    let mut current: Chunk<'_> = (Vec::new(), BTreeMap::new());
     let mut seen = HashSet::new();
     for m in movements {
         // The same movement twice in one batch counts once.
@@ -61,24 +63,23 @@ fn chunks(movements: &[Movement]) -> Vec<(Vec<&Movement>, BTreeMap<RollupKey, To
         }
         current.0.push(m);
         for (key, totals) in rows {
-            // Sums of 15-digit amounts stay far inside Decimal; a failure here would be a bug.
-            let _ = current.1.entry(key).or_default().add(&totals);
+            current.1.entry(key).or_default().add(&totals)?;
         }
     }
     if !current.0.is_empty() {
         out.push(current);
     }
-    out
+    Ok(out)
 }
 
-fn regroup(movements: &[&Movement]) -> BTreeMap<RollupKey, Totals> {
+fn regroup(movements: &[&Movement]) -> Result<BTreeMap<RollupKey, Totals>, DomainError> {
     let mut rows: BTreeMap<RollupKey, Totals> = BTreeMap::new();
     for m in movements {
         for (key, totals) in contributions(m) {
-            let _ = rows.entry(key).or_default().add(&totals);
+            rows.entry(key).or_default().add(&totals)?;
         }
     }
-    rows
+    Ok(rows)
 }
 
 pub struct DynamoRollups {
@@ -205,7 +206,7 @@ impl DynamoRollups {
 impl RollupStore for DynamoRollups {
     async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError> {
         let mut applied = 0;
-        for (mut chunk, mut rows) in chunks(movements) {
+        for (mut chunk, mut rows) in chunks(movements)? {
             // Bounded: each refusal removes at least one counted movement.
             for _ in 0..=chunk.len() {
                 if chunk.is_empty() {
@@ -217,7 +218,7 @@ impl RollupStore for DynamoRollups {
                 }
                 let counted = self.existing_markers(&chunk).await?;
                 chunk.retain(|m| !counted.contains(&m.transfer_id));
-                rows = regroup(&chunk);
+                rows = regroup(&chunk)?;
             }
         }
         Ok(applied)
