@@ -156,7 +156,13 @@ pub fn apply_outcome(
             )?;
             (r.original, Some(r.reversal), r.deltas)
         }
-        PaymentStatus::Pending => unreachable_transition()?,
+        // `transition` refuses every move back to pending before this point.
+        PaymentStatus::Pending => {
+            return Err(DomainError::InvalidTransition {
+                from: payment.status.as_str(),
+                action: "reopen",
+            })
+        }
     };
     let mut next = payment.clone();
     next.status = to;
@@ -168,14 +174,6 @@ pub fn apply_outcome(
         reversal,
         deltas,
     }))
-}
-
-fn unreachable_transition() -> Result<(Transfer, Option<Transfer>, [AccountDelta; 2]), DomainError> {
-    // `transition` refuses every move back to pending before this point.
-    Err(DomainError::InvalidTransition {
-        from: "settled",
-        action: "reopen",
-    })
 }
 
 pub fn parse_reference(text: Option<String>) -> Result<Option<String>, DomainError> {
