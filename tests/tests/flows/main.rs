@@ -1,0 +1,13 @@
+//! Every end-to-end flow of fintx in one test binary: one link of the AWS SDK instead of
+//! one per file keeps the build small and quick. Each module is one area of the product.
+
+mod accounts;
+mod analytics;
+mod encryption;
+mod events;
+mod ledger;
+mod ledger_faults;
+mod ledger_properties;
+mod template;
+mod webhook_properties;
+mod webhooks;
