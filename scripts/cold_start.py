@@ -9,9 +9,12 @@ the binary with AWS_LAMBDA_RUNTIME_API pointing at it, and record
 A bare lambda_runtime echo built with the same profile runs beside them, so the overhead is
 a ratio measured in one session. Medians over RUNS runs (default 30).
 
-Usage: cold_start.py RUNS ENDPOINT_URL name=path[:event.json] ...
+Usage: cold_start.py RUNS ENDPOINT_URL name=path[:event.json[:connectors]] ...
 The emulator at ENDPOINT_URL serves the first invocation's AWS calls (plain HTTP, so TLS
-set-up cost is not in these figures).
+set-up cost is not in these figures). A row marked `connectors` starts with a connector
+configuration encrypted under a fresh emulator KMS key, as bank-webhooks is deployed:
+its init then includes the one KMS Decrypt, whose own time (the function's
+`decrypt_ms` log field) is reported as well.
 """
 
 import http.server
@@ -81,7 +84,7 @@ class QuietServer(http.server.ThreadingHTTPServer):
         pass
 
 
-def one_run(binary: str, payload: dict, env: dict) -> dict:
+def one_run(binary: str, payload: dict, env: dict, capture: bool = False) -> dict:
     import queue
 
     state = {"lock": threading.Lock(), "init_done": None, "queue": queue.Queue(), "sent": {}, "done": {}, "ok": {},
@@ -93,7 +96,8 @@ def one_run(binary: str, payload: dict, env: dict) -> dict:
     for i in range(1 + WARM):
         state["queue"].put((f"req-{i}", payload))
     started = time.monotonic()
-    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen([binary], env=env, stdout=output, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while len(state["done"]) < 1 + WARM and time.monotonic() < deadline and proc.poll() is None:
@@ -108,7 +112,7 @@ def one_run(binary: str, payload: dict, env: dict) -> dict:
     finally:
         state["queue"].put(None)
         proc.kill()
-        proc.wait()
+        logs = proc.communicate()[0] if capture else b""
         server.shutdown()
     if state["init_done"] is None or "req-0" not in state["done"]:
         raise RuntimeError(f"{binary} did not complete its first invocation")
@@ -119,7 +123,29 @@ def one_run(binary: str, payload: dict, env: dict) -> dict:
         "warm_ms": statistics.median(warm) * 1e3,
         "rss_mb": rss_kb / 1024,
         "first_ok": state["ok"].get("req-0", False),
+        "decrypt_ms": decrypt_ms(logs),
     }
+
+
+def decrypt_ms(logs: bytes) -> float | None:
+    for line in logs.decode(errors="replace").splitlines():
+        try:
+            fields = json.loads(line).get("fields", {})
+        except ValueError:
+            continue
+        if "decrypt_ms" in fields:
+            return float(fields["decrypt_ms"])
+    return None
+
+
+def connector_env(endpoint: str) -> dict:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fintx_local
+
+    kms = fintx_local.boto_client("kms", endpoint)
+    key_id = kms.create_key(Description="cold-start connector configuration")["KeyMetadata"]["KeyId"]
+    env = fintx_local.dev_connectors(kms, key_id)
+    return {"FINTX_CONNECTOR_CONFIG_CIPHERTEXT": env["FINTX_CONNECTOR_CONFIG_CIPHERTEXT"], "RUST_LOG": "info"}
 
 
 def main() -> None:
@@ -138,10 +164,17 @@ def main() -> None:
     rows = []
     for spec in sys.argv[3:]:
         name, rest = spec.split("=", 1)
-        binary, _, event_file = rest.partition(":")
+        binary, _, rest = rest.partition(":")
+        event_file, _, mode = rest.partition(":")
         payload = json.loads(Path(event_file).read_text()) if event_file else {"ping": 1}
-        results = [one_run(binary, payload, env) for _ in range(runs)]
+        row_env = dict(env, **connector_env(endpoint)) if mode == "connectors" else env
+        results = [one_run(binary, payload, row_env, capture=mode == "connectors") for _ in range(runs)]
         med = {k: statistics.median(r[k] for r in results) for k in ("init_ms", "first_ms", "warm_ms", "rss_mb")}
+        decrypts = [r["decrypt_ms"] for r in results if r["decrypt_ms"] is not None]
+        if mode == "connectors":
+            if len(decrypts) != len(results):
+                raise RuntimeError(f"{name}: the connector configuration was not loaded in every run")
+            print(f"{name}: connector configuration KMS Decrypt at init, median {statistics.median(decrypts):.2f} ms")
         size = Path(binary).stat().st_size / (1024 * 1024)
         rows.append((name, med, size, all(r["first_ok"] for r in results)))
     echo_init = next((m["init_ms"] for n, m, _, _ in rows if n == "echo"), None)

@@ -133,7 +133,7 @@ impl Stack {
             &std::fs::read_to_string(&specs_path).unwrap_or_else(|e| panic!("reading {specs_path}: {e}")),
         )
         .expect("table specs are JSON");
-        let config = fintx_adapters::aws::sdk_config().await;
+        let config = fintx_adapters::aws::sdk_config().unwrap();
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         let kms = aws_sdk_kms::Client::new(&config);
         let suffix = format!(
@@ -238,7 +238,7 @@ impl Stack {
 
     /// A KMS client whose calls are counted by `counter`.
     pub async fn counted_kms(&self, counter: &CallCounter) -> aws_sdk_kms::Client {
-        let config = fintx_adapters::aws::sdk_config().await;
+        let config = fintx_adapters::aws::sdk_config().unwrap();
         aws_sdk_kms::Client::from_conf(
             aws_sdk_kms::config::Builder::from(&config)
                 .interceptor(counter.clone())
@@ -248,7 +248,7 @@ impl Stack {
 
     /// A DynamoDB client whose calls are counted by `counter`.
     pub async fn counted_dynamo(&self, counter: &CallCounter) -> aws_sdk_dynamodb::Client {
-        let config = fintx_adapters::aws::sdk_config().await;
+        let config = fintx_adapters::aws::sdk_config().unwrap();
         aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&config)
                 .interceptor(counter.clone())

@@ -14,7 +14,7 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;
-    let config = fintx_adapters::aws::sdk_config().await;
+    let config = fintx_adapters::aws::sdk_config()?;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let app = App {
         store: Arc::new(DynamoStore::new(dynamo.clone(), settings.tables.clone())),

@@ -13,7 +13,7 @@ use lambda_http::{run, service_fn, Error, Request};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;
-    let config = fintx_adapters::aws::sdk_config().await;
+    let config = fintx_adapters::aws::sdk_config()?;
     let kms = aws_sdk_kms::Client::new(&config);
     let started = std::time::Instant::now();
     let connectors = load_connectors(
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     .await?;
     tracing::info!(
         connectors = connectors.len(),
-        decrypt_ms = started.elapsed().as_millis() as u64,
+        decrypt_ms = started.elapsed().as_secs_f64() * 1000.0,
         "connector configuration loaded"
     );
     let app = App {

@@ -12,7 +12,7 @@ use transactions::{handle, App};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;
-    let config = fintx_adapters::aws::sdk_config().await;
+    let config = fintx_adapters::aws::sdk_config()?;
     let kms = aws_sdk_kms::Client::new(&config);
     let app = App {
         cipher: Arc::new(EnvelopeCipher::new(
@@ -23,10 +23,7 @@ async fn main() -> Result<(), Error> {
             aws_sdk_dynamodb::Client::new(&config),
             settings.tables.clone(),
         )),
-        cursor_keys: Arc::new(KmsCursorKeys::new(
-            aws_sdk_kms::Client::new(&config),
-            settings.cursor_key_id.clone(),
-        )),
+        cursor_keys: Arc::new(KmsCursorKeys::new(kms, settings.cursor_key_id.clone())),
         connectors: settings.connectors.clone(),
         dev_auth_headers: settings.dev_auth_headers,
     };

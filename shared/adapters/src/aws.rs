@@ -1,22 +1,70 @@
-//! One `SdkConfig` per cold start, with explicit retry and timeout options. Pointing
-//! `AWS_ENDPOINT_URL` at the emulator is the only difference between local and AWS.
+//! One `SdkConfig` and one HTTPS client per cold start, shared by every SDK client of a
+//! function. Built by hand from what Lambda puts in the environment (region and the
+//! execution role's credentials) instead of by `aws-config`'s provider chains: nothing
+//! is probed, no profile file is read, and no second TLS stack is linked.
+//!
+//! TLS is rustls with the ring provider, which draws randomness from the kernel
+//! (`getrandom`), so the first handshake after a cold start pays no entropy-gathering
+//! cost, and the trust store holds only the roots AWS service endpoints chain to.
+//! Pointing `AWS_ENDPOINT_URL` at the emulator (plain HTTP) is the only difference
+//! between local and AWS.
 
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_async::time::SystemTimeSource;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::region::Region;
+use aws_types::SdkConfig;
+use base64::Engine;
 
-pub async fn sdk_config() -> SdkConfig {
-    // Lambda hands a function its region and temporary credentials in the environment;
-    // naming those sources skips the default chain's profile files and metadata
-    // providers, which only lengthen the cold start.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
-    if let Ok(region) = std::env::var("AWS_REGION") {
-        loader = loader.region(aws_config::Region::new(region));
-    }
-    loader
+use crate::settings::SettingsError;
+
+/// The certificate authorities every AWS service endpoint (regional, FIPS, dual-stack and
+/// PrivateLink) chains to: Amazon Trust Services' four roots and the Starfield root that
+/// cross-signs them. Anything else is refused, whatever the system store trusts.
+pub const AWS_ROOT_NAMES: [&str; 5] = [
+    "Amazon Root CA 1",
+    "Amazon Root CA 2",
+    "Amazon Root CA 3",
+    "Amazon Root CA 4",
+    "Starfield Services Root Certificate Authority - G2",
+];
+
+/// The SDK configuration every client of a function is built from.
+pub fn sdk_config() -> Result<SdkConfig, SettingsError> {
+    sdk_config_from(|name| std::env::var(name).ok())
+}
+
+fn sdk_config_from(env: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, SettingsError> {
+    let required = |variable: &'static str| {
+        env(variable).filter(|v| !v.is_empty()).ok_or(SettingsError {
+            variable,
+            problem: "is not set",
+        })
+    };
+    // Lambda's execution-role credentials are fixed for the life of the execution
+    // environment, so they are read once.
+    let credentials = Credentials::new(
+        required("AWS_ACCESS_KEY_ID")?,
+        required("AWS_SECRET_ACCESS_KEY")?,
+        env("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
+        None,
+        "lambda-environment",
+    );
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(required("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .http_client(https_client()?)
+        .sleep_impl(TokioSleep::new())
+        .time_source(SystemTimeSource::new())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -24,7 +72,137 @@ pub async fn sdk_config() -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_millis(2_000))
                 .operation_timeout(Duration::from_millis(5_000))
                 .build(),
-        )
-        .load()
-        .await
+        );
+    if let Some(endpoint) = env("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()) {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Ok(builder.build())
+}
+
+/// The one HTTPS client of the process. Connections are set up on first use, so a cold
+/// start that never calls AWS pays nothing for TLS.
+fn https_client() -> Result<SharedHttpClient, SettingsError> {
+    let mut trust = TrustStore::empty().with_native_roots(false);
+    for pem in aws_roots_pem() {
+        trust = trust.with_pem_certificate(pem);
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|_| SettingsError {
+            variable: "(built in) AWS root certificates",
+            problem: "do not form a TLS trust store",
+        })?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_https())
+}
+
+/// The AWS roots, taken from the Mozilla root program's set as the `webpki-root-certs`
+/// crate ships it, as PEM (the form the SDK's trust store takes).
+pub fn aws_roots_pem() -> Vec<String> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter(|der| AWS_ROOT_NAMES.iter().any(|name| names_subject(der, name)))
+        .map(|der| {
+            let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+            let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+            for line in body.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(line));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+            pem
+        })
+        .collect()
+}
+
+/// Whether a root certificate carries `name` as a string of its own. A root is its own
+/// issuer, so the name appears in the issuer and the subject; the byte before the name
+/// is its DER length, which rules out a longer name that merely starts with it.
+fn names_subject(der: &[u8], name: &str) -> bool {
+    let name = name.as_bytes();
+    der.windows(name.len() + 1)
+        .any(|w| usize::from(w[0]) == name.len() && &w[1..] == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_trust_store_holds_exactly_the_aws_roots() {
+        let pems = aws_roots_pem();
+        assert_eq!(pems.len(), AWS_ROOT_NAMES.len());
+        for name in AWS_ROOT_NAMES {
+            let matching = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter(|der| names_subject(der, name))
+                .count();
+            assert_eq!(matching, 1, "{name}");
+        }
+        for pem in &pems {
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+            assert!(pem.lines().all(|line| line.len() <= 64));
+        }
+    }
+
+    #[test]
+    fn a_longer_name_that_starts_with_a_root_name_does_not_match() {
+        let mut der = vec![0x0c, 17];
+        der.extend_from_slice(b"Amazon Root CA 10");
+        assert!(!names_subject(&der, "Amazon Root CA 1"));
+        let mut der = vec![0x0c, 16];
+        der.extend_from_slice(b"Amazon Root CA 1");
+        assert!(names_subject(&der, "Amazon Root CA 1"));
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[tokio::test]
+    async fn lambda_environment_becomes_the_sdk_configuration() {
+        let config = sdk_config_from(env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), None);
+        assert!(config.http_client().is_some());
+        assert!(config.credentials_provider().is_some());
+
+        let local = sdk_config_from(env(&[
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "b"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]))
+        .unwrap();
+        assert_eq!(local.endpoint_url(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn missing_credentials_or_region_stop_the_cold_start() {
+        for missing in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+            let pairs: Vec<(&str, &str)> = [
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "b"),
+                ("AWS_REGION", "us-east-1"),
+            ]
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+            match sdk_config_from(env(&pairs)) {
+                Err(error) => assert_eq!(error.variable, missing),
+                Ok(_) => panic!("{missing} missing, yet configured"),
+            }
+        }
+    }
 }

@@ -91,12 +91,45 @@ impl Settings {
 /// The common start of every function: JSON logging as Lambda configures it, settings
 /// validated from the environment, and a warning when the local dev-auth switch is on.
 pub fn cold_start() -> Result<Settings, SettingsError> {
-    lambda_http::tracing::init_default_subscriber();
+    init_logging(|name| std::env::var(name).ok());
     let settings = Settings::from_env()?;
     if settings.dev_auth_headers {
         tracing::warn!("FINTX_DEV_AUTH=headers: claims are read from x-fintx-* headers; local development only");
     }
     Ok(settings)
+}
+
+/// Logs to stdout at the level Lambda's logging controls set (`AWS_LAMBDA_LOG_LEVEL`,
+/// else `RUST_LOG` as a bare level, else INFO), as JSON when `AWS_LAMBDA_LOG_FORMAT` is
+/// JSON. A level, not a filter expression: no regex engine is linked for logging.
+fn init_logging(env: impl Fn(&str) -> Option<String>) {
+    let level = log_level(&env);
+    let json = env("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stdout);
+    // A subscriber already installed (a test harness) keeps its place.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn log_level(env: &impl Fn(&str) -> Option<String>) -> tracing::Level {
+    env("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|| env("RUST_LOG"))
+        .and_then(|level| match level.trim().to_ascii_uppercase().as_str() {
+            "TRACE" => Some(tracing::Level::TRACE),
+            "DEBUG" => Some(tracing::Level::DEBUG),
+            "INFO" => Some(tracing::Level::INFO),
+            "WARN" => Some(tracing::Level::WARN),
+            "ERROR" | "FATAL" => Some(tracing::Level::ERROR),
+            _ => None,
+        })
+        .unwrap_or(tracing::Level::INFO)
 }
 
 #[cfg(test)]
@@ -117,6 +150,21 @@ mod tests {
         ("FINTX_KMS_KEY_ID", "k"),
         ("FINTX_CURSOR_KEY_ID", "c"),
     ];
+
+    #[test]
+    fn the_log_level_follows_lambda_logging_controls() {
+        assert_eq!(log_level(&env(&[])), tracing::Level::INFO);
+        assert_eq!(log_level(&env(&[("RUST_LOG", "debug")])), tracing::Level::DEBUG);
+        assert_eq!(
+            log_level(&env(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "trace")])),
+            tracing::Level::WARN
+        );
+        assert_eq!(
+            log_level(&env(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL")])),
+            tracing::Level::ERROR
+        );
+        assert_eq!(log_level(&env(&[("RUST_LOG", "fintx=debug")])), tracing::Level::INFO);
+    }
 
     #[test]
     fn a_missing_variable_is_named() {

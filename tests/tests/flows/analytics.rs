@@ -37,7 +37,7 @@ fn image(map: Option<&std::collections::HashMap<String, S>>) -> Value {
 
 /// Every record of the ledger table's stream so far, as Lambda would deliver them.
 async fn stream_records(stack: &Stack) -> Vec<Value> {
-    let config = fintx_adapters::aws::sdk_config().await;
+    let config = fintx_adapters::aws::sdk_config().unwrap();
     let streams = aws_sdk_dynamodbstreams::Client::new(&config);
     let arn = stack
         .dynamo

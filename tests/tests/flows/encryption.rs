@@ -261,7 +261,7 @@ async fn a_holder_copied_into_another_account_or_tenant_does_not_open() {
 #[tokio::test]
 async fn when_kms_is_unavailable_nothing_is_written_and_the_answer_is_503() {
     let stack = Stack::fresh().await;
-    let base = fintx_adapters::aws::sdk_config().await;
+    let base = fintx_adapters::aws::sdk_config().unwrap();
     // Nothing listens on port 9 of the loopback: every KMS call fails to connect.
     let unreachable = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::config::Builder::from(&base)

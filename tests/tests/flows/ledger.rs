@@ -237,7 +237,7 @@ async fn a_transient_failure_is_not_recorded_so_a_retry_succeeds() {
     let mut app = stack.transactions_app();
     let healthy = app.cipher.clone();
     let a = Api::new(&app, "t1").open("USD", "100").await;
-    let base = fintx_adapters::aws::sdk_config().await;
+    let base = fintx_adapters::aws::sdk_config().unwrap();
     let down = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::config::Builder::from(&base)
             .endpoint_url("http://127.0.0.1:9")

@@ -5,6 +5,7 @@ mod accounts;
 mod analytics;
 mod encryption;
 mod events;
+mod footprint;
 mod ledger;
 mod ledger_faults;
 mod ledger_properties;

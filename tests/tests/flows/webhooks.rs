@@ -508,7 +508,7 @@ async fn a_transient_failure_answers_503_writes_nothing_and_the_retry_applies() 
     let mut w = world().await;
     let (customer, payment_id, _) = paid(&w, "demo-bank", "10").await;
     let healthy = w.webhooks.cipher.clone();
-    let base = fintx_adapters::aws::sdk_config().await;
+    let base = fintx_adapters::aws::sdk_config().unwrap();
     let down = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::config::Builder::from(&base)
             .endpoint_url("http://127.0.0.1:9")
