@@ -5,12 +5,14 @@
 //! transaction whose conditions settle every race. A write refused because a record
 //! moved on is decided again from a fresh read, with jittered backoff, within a budget.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fintx_adapters::http::{body_bytes, canonical_json, json_response, JsonObject};
 use fintx_adapters::system;
 use fintx_domain::account::{Account, Metadata};
 use fintx_domain::auth::Principal;
+use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
 use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, IdempotencyRecord};
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
@@ -25,6 +27,7 @@ use fintx_domain::transfer::{
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
 use lambda_http::{Body, Request, Response};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::{holder_plaintext, masked_holder_view, parse_holder, App, BODY_MAX_BYTES};
@@ -40,41 +43,48 @@ pub(crate) struct Idempotency {
 }
 
 /// Reads the `Idempotency-Key` header: required on money-moving routes, optional on
-/// account creation.
-pub(crate) fn idempotency(
-    request: &Request,
-    caller: &Principal,
-    route: &str,
-    body: &[u8],
-    required: bool,
-) -> Result<Option<Idempotency>, DomainError> {
-    let header = request.headers().get("idempotency-key");
-    let Some(header) = header else {
+/// account creation. Read before the body, so a missing key is the first error reported.
+pub(crate) fn idempotency_key(request: &Request, required: bool) -> Result<Option<IdempotencyKey>, DomainError> {
+    let Some(header) = request.headers().get("idempotency-key") else {
         return if required {
             Err(DomainError::IdempotencyKeyMissing)
         } else {
             Ok(None)
         };
     };
-    let key = IdempotencyKey::parse(
-        header
-            .to_str()
-            .map_err(|_| DomainError::invalid_request("Idempotency-Key is 1 to 255 printable ASCII characters"))?,
-    )?;
-    Ok(Some(Idempotency {
-        scope: scope_key(&caller.tenant, route, &key),
-        fingerprint: fingerprint(route, &canonical_json(body)),
-    }))
+    let text = header
+        .to_str()
+        .map_err(|_| DomainError::invalid_request("Idempotency-Key is 1 to 255 printable ASCII characters"))?;
+    IdempotencyKey::parse(text).map(Some)
+}
+
+impl Idempotency {
+    /// The key scoped to tenant and route, with the fingerprint of the request's
+    /// canonical body.
+    pub(crate) fn new(caller: &Principal, route: &str, key: &IdempotencyKey, canonical_body: &[u8]) -> Self {
+        Self {
+            scope: scope_key(&caller.tenant, route, key),
+            fingerprint: fingerprint(route, canonical_body),
+        }
+    }
 }
 
 /// What a request decided from a snapshot.
 pub(crate) enum Decision {
     /// Read these as well, then decide again.
     ReadMore(Reads),
-    /// Nothing changes; answer this.
-    Respond(u16, Value),
+    /// Nothing changes; answer this (status and JSON text).
+    Respond(u16, String),
     /// Commit this write, then answer.
-    Write(Box<LedgerWrite>, u16, Value),
+    Write(Box<LedgerWrite>, u16, String),
+}
+
+/// A response view as the JSON text that is sent and recorded for replays.
+pub(crate) fn to_body(view: &impl Serialize) -> Result<String, DomainError> {
+    serde_json::to_string(view).map_err(|error| {
+        tracing::error!(%error, "response serialisation failed");
+        DomainError::Unavailable
+    })
 }
 
 fn respond(status: u16, body: &str, replayed: bool) -> Response<Body> {
@@ -158,7 +168,7 @@ pub(crate) async fn execute(
             Decision::Respond(status, body) => (LedgerWrite::default(), status, body),
             Decision::Write(write, status, body) => (*write, status, body),
         };
-        let text = body.to_string();
+        let text = body;
         write.idempotency = idem.as_ref().map(|i| record(i, status, &text));
         if write.idempotency.is_none()
             && write.deltas.is_empty()
@@ -217,24 +227,45 @@ async fn record_outcome(app: &App, idem: Option<&Idempotency>, error: &DomainErr
 
 // --------------------------------------------------------------------------- views
 
-pub fn transfer_view(t: &Transfer) -> Value {
+/// A transfer as the API shows it (SPEC §6), serialised straight from the record.
+/// Fields are in name order, the order of the JSON objects it replaced, so the text of
+/// a response is the same as the one recorded for its replay before.
+#[derive(Serialize)]
+pub struct TransferView<'a> {
+    amount: String,
+    created_at: Timestamp,
+    credit_account_id: AccountId,
+    currency: &'static str,
+    debit_account_id: AccountId,
+    description: Option<&'a str>,
+    id: TransferId,
+    metadata: &'a BTreeMap<String, String>,
+    posted_amount: String,
+    reversed_amount: String,
+    reverses: Option<TransferId>,
+    status: &'static str,
+    updated_at: Timestamp,
+    version: u64,
+}
+
+pub fn transfer_view(t: &Transfer) -> TransferView<'_> {
     let c = t.currency;
-    json!({
-        "id": t.id,
-        "debit_account_id": t.debit_account_id,
-        "credit_account_id": t.credit_account_id,
-        "amount": format_decimal(t.amount.value(), c),
-        "currency": c.code(),
-        "status": t.status.as_str(),
-        "posted_amount": format_decimal(t.posted_amount.value(), c),
-        "reversed_amount": format_decimal(t.reversed_amount.value(), c),
-        "reverses": t.reverses,
-        "description": t.description,
-        "metadata": t.metadata.pairs(),
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-        "version": t.version,
-    })
+    TransferView {
+        amount: format_decimal(t.amount.value(), c),
+        created_at: t.created_at,
+        credit_account_id: t.credit_account_id,
+        currency: c.code(),
+        debit_account_id: t.debit_account_id,
+        description: t.description.as_deref(),
+        id: t.id,
+        metadata: t.metadata.pairs(),
+        posted_amount: format_decimal(t.posted_amount.value(), c),
+        reversed_amount: format_decimal(t.reversed_amount.value(), c),
+        reverses: t.reverses,
+        status: t.status.as_str(),
+        updated_at: t.updated_at,
+        version: t.version,
+    }
 }
 
 pub fn payment_view(p: &Payment) -> Value {
@@ -270,7 +301,10 @@ fn required_amount(object: &mut JsonObject, field: &str) -> Result<String, Domai
 
 /// `POST /v1/transfers` body → command.
 pub fn parse_new_transfer(body: &[u8]) -> Result<NewTransfer, DomainError> {
-    let mut o = JsonObject::parse(body)?;
+    new_transfer(JsonObject::parse(body)?)
+}
+
+fn new_transfer(mut o: JsonObject) -> Result<NewTransfer, DomainError> {
     let debit = o.required_string("debit_account_id")?;
     let credit = o.required_string("credit_account_id")?;
     let amount = required_amount(&mut o, "amount")?;
@@ -299,8 +333,10 @@ pub(crate) async fn create_transfer(
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
     let body = body_bytes(request, BODY_MAX_BYTES)?;
-    let idem = idempotency(request, caller, "POST /v1/transfers", body, true)?;
-    let command = parse_new_transfer(body)?;
+    let key = idempotency_key(request, true)?;
+    let object = JsonObject::parse(body)?;
+    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfers", &key, &object.canonical()));
+    let command = new_transfer(object)?;
     let now = system::now();
     let id = TransferId::from_ulid(system::new_ulid(now));
     let reads = Reads {
@@ -312,7 +348,7 @@ pub(crate) async fn create_transfer(
             return Err(DomainError::AccountNotFound);
         };
         let (transfer, deltas) = open_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
-        let view = transfer_view(&transfer);
+        let view = to_body(&transfer_view(&transfer))?;
         let write = LedgerWrite {
             deltas: deltas.to_vec(),
             new_transfers: vec![transfer],
@@ -343,7 +379,8 @@ pub(crate) async fn transition(
         Action::Void => format!("POST /v1/transfers/{id}/void"),
         Action::Reverse => format!("POST /v1/transfers/{id}/reverse"),
     };
-    let idem = idempotency(request, caller, &route, body, true)?;
+    let key = idempotency_key(request, true)?;
+    let idem = key.map(|key| Idempotency::new(caller, &route, &key, &canonical_json(body)));
     let mut o = JsonObject::parse_optional(body)?;
     let amount = match action {
         Action::Void => None,
@@ -381,7 +418,7 @@ pub(crate) async fn transition(
                     }));
                 };
                 let r = reverse_posted(transfer, reversal_id, amount, description.clone(), credit, now)?;
-                let view = transfer_view(&r.reversal);
+                let view = to_body(&transfer_view(&r.reversal))?;
                 let write = LedgerWrite {
                     deltas: r.deltas.to_vec(),
                     new_transfers: vec![r.reversal],
@@ -392,9 +429,9 @@ pub(crate) async fn transition(
             }
         };
         Ok(match transition {
-            Transition::Unchanged => Decision::Respond(200, transfer_view(transfer)),
+            Transition::Unchanged => Decision::Respond(200, to_body(&transfer_view(transfer))?),
             Transition::Apply(next, deltas) => {
-                let view = transfer_view(&next);
+                let view = to_body(&transfer_view(&next))?;
                 let write = LedgerWrite {
                     deltas: deltas.to_vec(),
                     transfer_updates: vec![(*next, transfer.version)],
@@ -457,7 +494,7 @@ pub(crate) async fn list_account_transfers(
                 .seal(&caller.tenant, &listing, &last.to_string()),
         ),
     };
-    let data: Vec<Value> = page.items.iter().map(transfer_view).collect();
+    let data: Vec<TransferView> = page.items.iter().map(transfer_view).collect();
     Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
 }
 
@@ -467,8 +504,9 @@ pub(crate) async fn create_payment(
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
     let body = body_bytes(request, BODY_MAX_BYTES)?;
-    let idem = idempotency(request, caller, "POST /v1/payments", body, true)?;
+    let key = idempotency_key(request, true)?;
     let mut o = JsonObject::parse(body)?;
+    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/payments", &key, &o.canonical()));
     let account_id = account_id_field(&mut o, "account_id");
     let amount = required_amount(&mut o, "amount")?;
     let currency = o.required_string("currency")?;
@@ -576,7 +614,7 @@ pub(crate) async fn create_payment(
             updated_at: now,
             version: 1,
         };
-        let view = payment_view(&payment);
+        let view = to_body(&payment_view(&payment))?;
         write.deltas = deltas;
         write.new_transfers.push(transfer);
         write.new_payments.push(payment);

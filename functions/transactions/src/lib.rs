@@ -95,8 +95,10 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
 async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
     caller.require(Scope::LedgerWrite)?;
     let body = body_bytes(request, BODY_MAX_BYTES)?;
-    let idem = ledger::idempotency(request, caller, "POST /v1/accounts", body, false)?;
-    let mut command = parse_new_account(body)?;
+    let key = ledger::idempotency_key(request, false)?;
+    let object = JsonObject::parse(body)?;
+    let idem = key.map(|key| ledger::Idempotency::new(caller, "POST /v1/accounts", &key, &object.canonical()));
+    let mut command = new_account(object)?;
     let now = system::now();
     let id = AccountId::from_ulid(system::new_ulid(now));
     // Seal before anything is written: if KMS is unavailable the request fails with
@@ -125,14 +127,17 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
             new_accounts: vec![account.clone()],
             ..LedgerWrite::default()
         };
-        Ok(ledger::Decision::Write(Box::new(write), 201, view.clone()))
+        Ok(ledger::Decision::Write(Box::new(write), 201, ledger::to_body(&view)?))
     })
     .await
 }
 
 /// `POST /v1/accounts` body → validated command.
 pub fn parse_new_account(body: &[u8]) -> Result<NewAccount, DomainError> {
-    let mut object = JsonObject::parse(body)?;
+    new_account(JsonObject::parse(body)?)
+}
+
+fn new_account(mut object: JsonObject) -> Result<NewAccount, DomainError> {
     let currency_code = object.required_string("currency")?;
     let name = object.string("name")?;
     let overdraft_limit = object.amount("overdraft_limit")?;

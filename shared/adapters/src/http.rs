@@ -118,6 +118,15 @@ impl JsonObject {
         }
     }
 
+    /// The canonical form of the object as parsed, equal to `canonical_json` of its body:
+    /// lets a route fingerprint its body without parsing it twice. Call before reading
+    /// any field.
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        write_canonical_object(&self.fields, &mut out);
+        out
+    }
+
     /// An empty body reads as `{}`: routes whose fields are all optional accept it.
     pub fn parse_optional(bytes: &[u8]) -> Result<Self, DomainError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -235,45 +244,49 @@ impl JsonObject {
 /// and no insignificant whitespace, so the same request always fingerprints the same.
 /// A body that is not JSON is fingerprinted as its raw bytes.
 pub fn canonical_json(body: &[u8]) -> Vec<u8> {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String((*k).clone()).to_string());
-                    out.push(':');
-                    if let Some(v) = map.get(*k) {
-                        write(v, out);
-                    }
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(v, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
     match serde_json::from_slice::<Value>(body) {
         Ok(value) => {
-            let mut out = String::new();
-            write(&value, &mut out);
-            out.into_bytes()
+            let mut out = Vec::with_capacity(body.len());
+            write_canonical(&value, &mut out);
+            out
         }
         Err(_) => body.to_vec(),
     }
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => write_canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            // Writing a scalar into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        write_canonical(item, out);
+    }
+    out.push(b'}');
 }
 
 /// The response of a handled request: the route's answer, or its problem document. 5xx
@@ -360,5 +373,33 @@ mod canonical_tests {
             canonical_json(br#"{"a":{"x":[1,2],"y":2},"b":1}"#)
         );
         assert_ne!(canonical_json(br#"{"a":"1"}"#), canonical_json(br#"{"a":"2"}"#));
+    }
+
+    /// The exact bytes matter: stored fingerprints were computed from them, so a change of
+    /// form would turn every retry across a deployment into `idempotency_key_reused`.
+    #[test]
+    fn the_canonical_form_is_compact_sorted_json() {
+        assert_eq!(
+            String::from_utf8(canonical_json(
+                "{ \"z\": [1, 2.5, null, true, {\"b\": \"\u{e9}\\n\", \"a\": -0.0}], \"\u{e4}\": {}, \"a\": \"x\\\"y\" }".as_bytes()
+            ))
+            .unwrap(),
+            "{\"a\":\"x\\\"y\",\"z\":[1,2.5,null,true,{\"a\":-0.0,\"b\":\"\u{e9}\\n\"}],\"\u{e4}\":{}}"
+        );
+        assert_eq!(canonical_json(b"not json"), b"not json");
+    }
+
+    #[test]
+    fn a_parsed_object_fingerprints_as_its_body() {
+        for body in [
+            &br#"{"b":1, "a":{"y":2,"x":[1, 2]}}"#[..],
+            br#"{}"#,
+            br#"{"amount":"1.25","metadata":{"k":"v\u00e9"},"n":[null,{"z":false,"a":1e3}]}"#,
+        ] {
+            assert_eq!(
+                super::JsonObject::parse(body).unwrap().canonical(),
+                canonical_json(body)
+            );
+        }
     }
 }

@@ -34,20 +34,36 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, written without the formatting machinery: every
+    /// record and response carries timestamps.
+    fn rfc3339(&self) -> [u8; 24] {
+        fn digits(out: &mut [u8], mut value: u32) {
+            for slot in out.iter_mut().rev() {
+                // A digit is below 10; the cast cannot truncate.
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        let t = self.0;
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        // Years outside 0..=9999 cannot come from a millisecond Unix time this ledger
+        // accepts; clamp rather than print a wrong width.
+        digits(&mut out[0..4], u32::try_from(t.year()).unwrap_or(0).min(9999));
+        digits(&mut out[5..7], u32::from(u8::from(t.month())));
+        digits(&mut out[8..10], u32::from(t.day()));
+        digits(&mut out[11..13], u32::from(t.hour()));
+        digits(&mut out[14..16], u32::from(t.minute()));
+        digits(&mut out[17..19], u32::from(t.second()));
+        digits(&mut out[20..23], u32::from(t.millisecond()));
+        out
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
+        let text = self.rfc3339();
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -59,7 +75,11 @@ impl fmt::Debug for Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let text = self.rfc3339();
+        match std::str::from_utf8(&text) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => Err(serde::ser::Error::custom("timestamp is not ASCII")),
+        }
     }
 }
 
@@ -73,5 +93,30 @@ mod tests {
         assert_eq!(t.to_string(), "2023-11-14T22:13:20.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
         assert_eq!(t.unix_ms(), 1_700_000_000_123);
+        assert_eq!(Timestamp::UNIX_EPOCH.to_string(), "1970-01-01T00:00:00.000Z");
+        let late = Timestamp::from_unix_ms(253_402_300_799_999).unwrap();
+        assert_eq!(late.to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            serde_json::to_string(&Timestamp::from_unix_ms(1_000_000_000_007).unwrap()).unwrap(),
+            "\"2001-09-09T01:46:40.007Z\""
+        );
+    }
+
+    #[test]
+    fn display_agrees_with_the_rfc3339_formatter() {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        for ms in [
+            0,
+            1,
+            999,
+            86_399_999,
+            951_782_400_000,
+            1_700_000_000_123,
+            4_102_444_800_000,
+        ] {
+            let t = Timestamp::from_unix_ms(ms).unwrap();
+            assert_eq!(t.to_string(), t.inner().format(&format).unwrap());
+        }
     }
 }

@@ -47,7 +47,13 @@ pub fn fingerprint(route: &str, canonical_body: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 /// A recorded outcome: the response to replay.
@@ -103,5 +109,14 @@ mod tests {
             scope_key(&t1, "POST /v1/payments", &k)
         );
         assert_ne!(fingerprint("a", b"{}"), fingerprint("a", b"{\"x\":1}"));
+    }
+
+    #[test]
+    fn digests_are_lowercase_hex() {
+        assert_eq!(
+            hex(&Sha256::digest(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 }

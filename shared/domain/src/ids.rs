@@ -36,8 +36,11 @@ macro_rules! prefixed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut buffer = [0; ulid::ULID_LEN];
+                let text = self.0.array_to_str(&mut buffer);
+                text.make_ascii_lowercase();
                 f.write_str($prefix)?;
-                f.write_str(&self.0.to_string().to_ascii_lowercase())
+                f.write_str(text)
             }
         }
 
@@ -79,6 +82,22 @@ prefixed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_print_as_prefix_and_lower_case_ulid() {
+        for ulid in [
+            Ulid::nil(),
+            Ulid::from(u128::MAX),
+            Ulid::from_parts(1_700_000_000_123, 0xdead_beef),
+        ] {
+            let id = AccountId::from_ulid(ulid);
+            assert_eq!(
+                id.to_string(),
+                format!("acct_{}", ulid.to_string().to_ascii_lowercase())
+            );
+            assert_eq!(AccountId::parse(&id.to_string()), Some(id));
+        }
+    }
 
     #[test]
     fn ids_round_trip_through_their_wire_form() {
