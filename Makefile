@@ -1,5 +1,5 @@
 # fintx: the two commands a newcomer needs are `make dev` and `make test`.
-.PHONY: dev dev-up dev-down test venv events validate bench clean-local
+.PHONY: dev dev-up dev-down test venv events validate bench build clean-local
 
 ## Start the local stack in the foreground, run the demo; Ctrl-C stops everything.
 dev: venv
@@ -30,6 +30,10 @@ validate: venv
 ## The benchmark suite (criterion and emulator figures); see BENCHMARKS.md.
 bench: venv
 	scripts/bench.sh
+
+## `sam build` for arm64 through cargo-lambda and zig (no Docker); prints artifact sizes.
+build:
+	scripts/build.sh
 
 clean-local:
 	scripts/dev.sh stop || true
