@@ -2,6 +2,10 @@
 //! extract movements, group and count them exactly once.
 #![allow(clippy::expect_used)] // A benchmark that cannot set up has nothing to measure.
 
+// Measured with the allocator the function ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

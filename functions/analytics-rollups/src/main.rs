@@ -11,6 +11,11 @@ use lambda_http::{Adapter, Service};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
+// mimalloc instead of glibc's malloc: a request allocates many small short-lived objects,
+// and glibc's allocator was a third of a request's CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;

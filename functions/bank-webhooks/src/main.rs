@@ -10,6 +10,11 @@ use fintx_adapters::envelope::{CacheLimits, EnvelopeCipher, KmsDataKeys};
 use fintx_adapters::kms::{load_connectors, KmsCursorKeys};
 use lambda_http::{run, service_fn, Error, Request};
 
+// mimalloc instead of glibc's malloc: a request allocates many small short-lived objects,
+// and glibc's allocator was a third of a request's CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;

@@ -9,6 +9,11 @@ use fintx_adapters::kms::KmsCursorKeys;
 use lambda_http::{run, service_fn, Error, Request};
 use transactions::{handle, App};
 
+// mimalloc instead of glibc's malloc: a request allocates many small short-lived objects,
+// and glibc's allocator was a third of a request's CPU time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;

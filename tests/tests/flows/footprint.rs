@@ -21,7 +21,7 @@ const NOT_LINKED: [&str; 8] = [
 fn linked(function: &str) -> Vec<(String, String)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args(["tree", "--locked", "--offline", "-p", function, "-e", "normal"])
+        .args(["tree", "--locked", "-p", function, "-e", "normal"])
         .args(["--prefix", "none", "--format", "{p}"])
         .current_dir(fintx_tests::repo_root())
         .output()
