@@ -157,7 +157,7 @@ pub(crate) async fn execute(
                 false => continue,
             },
         };
-        let (mut write, status, body) = match decision {
+        let (mut write, status, text) = match decision {
             Decision::ReadMore(more) => {
                 reads = Reads {
                     idempotency: reads.idempotency.take(),
@@ -165,10 +165,9 @@ pub(crate) async fn execute(
                 };
                 continue;
             }
-            Decision::Respond(status, body) => (LedgerWrite::default(), status, body),
-            Decision::Write(write, status, body) => (*write, status, body),
+            Decision::Respond(status, text) => (LedgerWrite::default(), status, text),
+            Decision::Write(write, status, text) => (*write, status, text),
         };
-        let text = body;
         write.idempotency = idem.as_ref().map(|i| record(i, status, &text));
         if write.idempotency.is_none()
             && write.deltas.is_empty()
