@@ -298,11 +298,7 @@ fn required_amount(object: &mut JsonObject, field: &str) -> Result<String, Domai
         .ok_or_else(|| DomainError::invalid_request(format!("`{field}` is required")))
 }
 
-/// `POST /v1/transfers` body → command.
-pub fn parse_new_transfer(body: &[u8]) -> Result<NewTransfer, DomainError> {
-    new_transfer(JsonObject::parse(body)?)
-}
-
+/// `POST /v1/transfers` body, parsed once → command.
 fn new_transfer(mut o: JsonObject) -> Result<NewTransfer, DomainError> {
     let debit = o.required_string("debit_account_id")?;
     let credit = o.required_string("credit_account_id")?;

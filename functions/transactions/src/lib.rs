@@ -5,7 +5,7 @@
 
 mod ledger;
 
-pub use ledger::{parse_new_transfer, payment_view, transfer_view};
+pub use ledger::{payment_view, transfer_view};
 
 use std::sync::Arc;
 
@@ -132,11 +132,7 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
     .await
 }
 
-/// `POST /v1/accounts` body → validated command.
-pub fn parse_new_account(body: &[u8]) -> Result<NewAccount, DomainError> {
-    new_account(JsonObject::parse(body)?)
-}
-
+/// `POST /v1/accounts` body, parsed once → validated command.
 fn new_account(mut object: JsonObject) -> Result<NewAccount, DomainError> {
     let currency_code = object.required_string("currency")?;
     let name = object.string("name")?;

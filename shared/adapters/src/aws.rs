@@ -29,7 +29,7 @@ use crate::settings::SettingsError;
 /// The certificate authorities every AWS service endpoint (regional, FIPS, dual-stack and
 /// PrivateLink) chains to: Amazon Trust Services' four roots and the Starfield root that
 /// cross-signs them. Anything else is refused, whatever the system store trusts.
-pub const AWS_ROOT_NAMES: [&str; 5] = [
+const AWS_ROOT_NAMES: [&str; 5] = [
     "Amazon Root CA 1",
     "Amazon Root CA 2",
     "Amazon Root CA 3",
@@ -101,7 +101,7 @@ fn https_client() -> Result<SharedHttpClient, SettingsError> {
 
 /// The AWS roots, taken from the Mozilla root program's set as the `webpki-root-certs`
 /// crate ships it, as PEM (the form the SDK's trust store takes).
-pub fn aws_roots_pem() -> Vec<String> {
+fn aws_roots_pem() -> Vec<String> {
     webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .filter(|der| AWS_ROOT_NAMES.iter().any(|name| names_subject(der, name)))
