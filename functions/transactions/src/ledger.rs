@@ -375,8 +375,15 @@ pub(crate) async fn transition(
         Action::Reverse => format!("POST /v1/transfers/{id}/reverse"),
     };
     let key = idempotency_key(request, true)?;
-    let idem = key.map(|key| Idempotency::new(caller, &route, &key, &canonical_json(body)));
     let mut o = JsonObject::parse_optional(body)?;
+    // A blank body and `{}` fingerprint differently (as their text), so an empty object
+    // takes the body's canonical form; any other object is fingerprinted as parsed.
+    let canonical = if o.is_empty() {
+        canonical_json(body)
+    } else {
+        o.canonical()
+    };
+    let idem = key.map(|key| Idempotency::new(caller, &route, &key, &canonical));
     let amount = match action {
         Action::Void => None,
         Action::Post | Action::Reverse => o.amount("amount")?,

@@ -127,6 +127,11 @@ impl JsonObject {
         out
     }
 
+    /// Whether the object has no fields (left to read).
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
     /// An empty body reads as `{}`: routes whose fields are all optional accept it.
     pub fn parse_optional(bytes: &[u8]) -> Result<Self, DomainError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
