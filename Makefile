@@ -1,5 +1,5 @@
 # fintx: the two commands a newcomer needs are `make dev` and `make test`.
-.PHONY: dev dev-up dev-down test venv events validate bench build clean-local
+.PHONY: dev dev-up dev-down test venv lock load events validate bench build clean-local
 
 ## Start the local stack in the foreground, run the demo; Ctrl-C stops everything.
 dev: venv
@@ -19,6 +19,10 @@ test:
 
 venv:
 	scripts/bootstrap-venv.sh
+
+## Re-resolve requirements.in into the hash-pinned lock requirements.txt (uv, Python 3.11).
+lock:
+	scripts/lock.sh
 
 ## Regenerate events/ from `sam local generate-event` and the template's routes.
 events: venv

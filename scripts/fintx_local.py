@@ -11,6 +11,8 @@ Sub-commands
 
 moto is served with threaded=False on purpose: its threaded server interleaves
 TransactWriteItems with other writes and loses them; one request at a time is exact.
+It is served with scripts/moto_journal.py installed, so that a transaction costs what it
+touches and a cancelled one leaves the tables and their streams in place.
 """
 
 import base64
@@ -42,6 +44,11 @@ DUMMY_CREDENTIALS = {
 
 
 def moto_serve(port_file: str) -> None:
+    import moto_journal
+
+    # Journaled TransactWriteItems rollback and no per-object tracking: a request costs
+    # what it touches, however much the tables hold (see scripts/moto_journal.py).
+    moto_journal.install()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: every test. Validates the template offline, starts a private
+# `make test`: every test. Validates the template offline, checks the local emulator's
+# patched moto against stock moto (Python tests under tests/python), starts a private
 # single-threaded moto server, runs the whole Rust workspace's tests against it, and
 # stops the server whatever happens.
 set -euo pipefail
@@ -13,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== template validation"
 .venv/bin/python scripts/validate_template.py template.yaml
+
+echo "== local emulator: journaled transactions against stock moto, memory per transfer"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_moto_journal.py
 
 state=.fintx/test-$$
 mkdir -p "$state"
