@@ -66,11 +66,16 @@ pub struct LogCapture {
 
 impl LogCapture {
     pub fn start() -> LogCapture {
+        Self::start_at(tracing::Level::TRACE)
+    }
+
+    /// Captures the lines at `level` and above, as a deployment set to that level would.
+    pub fn start_at(level: tracing::Level) -> LogCapture {
         let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .json()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(level)
             .with_writer(move || CaptureWriter(writer.clone()))
             .finish();
         LogCapture {
@@ -196,7 +201,7 @@ impl Stack {
     pub fn transactions_app(&self) -> transactions::App {
         transactions::App {
             store: Arc::new(self.store()),
-            connectors: vec!["demo-bank".to_owned()],
+            connectors: fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*").unwrap(),
             cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
             cipher: Arc::new(self.cipher(self.kms.clone(), CacheLimits::default())),
             dev_auth_headers: false,

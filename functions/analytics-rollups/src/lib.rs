@@ -216,17 +216,17 @@ async fn rollup_response(
         .rollups
         .rows(&caller.tenant, &scope, currency, granularity, &first, &last)
         .await?;
-    let data: Vec<Value> = rows
+    let data = rows
         .iter()
         .map(|(period, t)| {
-            json!({
+            Ok(json!({
                 "period": period,
                 "currency": currency.code(),
                 "debits": {"count": t.debit_count, "amount": format_decimal(t.debit_amount, currency)},
                 "credits": {"count": t.credit_count, "amount": format_decimal(t.credit_amount, currency)},
-                "net": format_decimal(t.net(), currency),
-            })
+                "net": format_decimal(t.net()?, currency),
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<Value>, DomainError>>()?;
     Ok(json_response(200, &json!({ "data": data })))
 }

@@ -7,13 +7,13 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fintx_adapters::http::{
     body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
+use fintx_adapters::commit::{commit_resending, jittered_backoff};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, Metadata};
+use fintx_domain::account::{Account, AccountKind, Metadata};
 use fintx_domain::auth::{Principal, Scope, TenantId};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
@@ -70,6 +70,17 @@ enum Event {
         bank_reference: String,
     },
     Other,
+    /// A correctly signed body that is not a valid event: archived as rejected.
+    Malformed(DomainError),
+}
+
+/// The event type a body names, if it names one; a placeholder for bodies that don't.
+fn stated_type(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+        .filter(|t| !t.is_empty() && t.len() <= 100 && !t.chars().any(char::is_control))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 fn parse_event(body: &[u8]) -> Result<(String, Event), DomainError> {
@@ -156,12 +167,14 @@ fn decide(
             tenant: None,
             write: LedgerWrite::default(),
         }))),
+        Event::Malformed(error) => rejected(error.clone(), None).map(|d| Step::Decided(Box::new(d))),
         Event::Payment { payment_id, to } => {
             let Some(payment) = payment_id.and(snapshot.payment.as_ref()) else {
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             };
-            // A connector may only touch its own payments; anything else looks missing.
-            if payment.connector != connector.name {
+            // A connector may only touch its own payments of tenants it serves; anything
+            // else looks missing.
+            if payment.connector != connector.name || !connector.serves(&payment.tenant) {
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
             let (Some(transfer), Some(Some(clearing))) = (&snapshot.transfer, snapshot.accounts.first()) else {
@@ -209,7 +222,9 @@ fn decide(
             let Some(account) = account_id.and(snapshot.accounts.first().and_then(Option::as_ref)) else {
                 return rejected(DomainError::AccountNotFound, None).map(|d| Step::Decided(Box::new(d)));
             };
-            if !connector.serves(&account.tenant) {
+            // Deposits go to customer accounts of tenants the connector serves; a clearing
+            // account (this connector's or another's) is never a deposit's target.
+            if !connector.serves(&account.tenant) || account.kind == AccountKind::Clearing {
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
             let tenant = Some(account.tenant.clone());
@@ -296,8 +311,12 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
             .map(str::to_owned)
     };
     let event_id = connector.verify(&header, body, system::now().unix_ms() / 1000)?;
-    // Verified: from here on the body is the connector's.
-    let (event_type, event) = parse_event(body)?;
+    // Verified: from here on the body is the connector's, and whatever it says is
+    // archived with its outcome, a body that is no valid event included.
+    let (event_type, event) = match parse_event(body) {
+        Ok(parsed) => parsed,
+        Err(error) => (stated_type(body), Event::Malformed(error)),
+    };
     let key = format!("{}#{event_id}", connector.name.as_str());
     let now = system::now();
     let record_id = EventId::from_ulid(system::new_ulid(now));
@@ -313,22 +332,35 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
     match &event {
         Event::Payment { payment_id, .. } => reads.payment = *payment_id,
         Event::Deposit { account_id, .. } => reads.accounts = account_id.iter().copied().collect(),
-        Event::Other => {}
+        Event::Other | Event::Malformed(_) => {}
     }
     // Reads never filter by tenant here; the placeholder is not used for authorisation.
     let nobody = TenantId::parse("-").unwrap_or_else(|_| unreachable!());
+    // Set once a deposit's bank reference turned out to be applied under another id.
+    let mut reference_applied = false;
     for attempt in 0..ATTEMPTS_MAX {
         let snapshot = app.store.read(&nobody, &reads).await?;
-        if snapshot.event_seen {
-            return Ok(outcome_response(Outcome::Duplicate, None));
+        if let Some(archived) = &snapshot.event {
+            // This request's own record (its commit's answer was lost) answers as it was
+            // recorded; anyone else's makes this delivery a duplicate.
+            return Ok(if archived.id == record_id {
+                outcome_response(archived.outcome, archived.code)
+            } else {
+                outcome_response(Outcome::Duplicate, None)
+            });
         }
-        let decision = match decide(connector, &event, &snapshot, &reads, ids)? {
+        let mut decision = match decide(connector, &event, &snapshot, &reads, ids)? {
             Step::ReadMore(more) => {
                 reads = more;
                 continue;
             }
             Step::Decided(decision) => *decision,
         };
+        if reference_applied {
+            decision.outcome = Outcome::Duplicate;
+            decision.code = None;
+            decision.write = LedgerWrite::default();
+        }
         let context = match &decision.tenant {
             Some(tenant) => SealContext::new(tenant, "webhook_event", &key, "raw_body"),
             None => SealContext::system("webhook_event", &key, "raw_body"),
@@ -347,7 +379,7 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
             raw_body,
             received_at: now,
         });
-        match app.store.commit(&write).await {
+        match commit_resending(app.store.as_ref(), &write).await {
             Ok(()) => {
                 tracing::info!(
                     connector = connector.name.as_str(),
@@ -358,28 +390,11 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
                 return Ok(outcome_response(decision.outcome, decision.code));
             }
             Err(CommitError::Rejected(Rejection::EventRecorded | Rejection::IdempotencyRecorded)) => {
-                // The same event id (or the deposit's bank reference) is already recorded.
-                if write.deposit_reference.is_some() {
-                    let duplicate = LedgerWrite {
-                        event: write.event.take().map(|mut e| {
-                            e.outcome = Outcome::Duplicate;
-                            e
-                        }),
-                        ..LedgerWrite::default()
-                    };
-                    match app.store.commit(&duplicate).await {
-                        Ok(()) | Err(CommitError::Rejected(_)) => {
-                            return Ok(outcome_response(Outcome::Duplicate, None))
-                        }
-                        Err(CommitError::Failed(e)) => return Err(e),
-                    }
-                }
-                return Ok(outcome_response(Outcome::Duplicate, None));
+                // The event id or the deposit's bank reference is recorded: read the event
+                // key again to tell which (and whether the record is this request's own).
+                reference_applied = write.deposit_reference.is_some();
             }
-            Err(CommitError::Rejected(_)) => {
-                let wait = getrandom::u64().unwrap_or(0) % (5u64 << attempt.min(5));
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
+            Err(CommitError::Rejected(_)) => tokio::time::sleep(jittered_backoff(attempt)).await,
             Err(CommitError::Failed(e)) => return Err(e),
         }
     }

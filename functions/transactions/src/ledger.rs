@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fintx_adapters::http::{body_bytes, canonical_json, json_response, JsonObject};
+use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
+use fintx_adapters::commit::{commit_resending, jittered_backoff};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, Metadata};
+use fintx_domain::account::{Account, AccountKind, Metadata};
 use fintx_domain::auth::Principal;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
@@ -22,7 +23,8 @@ use fintx_domain::payment::{
 };
 use fintx_domain::ports::{ClearingKey, CommitError, LedgerWrite, Reads, Rejection, Snapshot};
 use fintx_domain::transfer::{
-    open_transfer, parse_description, post_pending, reverse_posted, void_pending, NewTransfer, Transfer, Transition,
+    check_api_transition, open_api_transfer, open_transfer, parse_description, post_pending, reverse_posted,
+    void_pending, NewTransfer, Transfer, Transition,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -117,18 +119,18 @@ fn record(idem: &Idempotency, status: u16, body: &str) -> IdempotencyRecord {
     )
 }
 
-fn replay(record: &IdempotencyRecord, idem: &Idempotency) -> Result<Response<Body>, DomainError> {
+/// Answers from a recorded outcome. A record this very request wrote (its commit's
+/// answer was lost and the re-sent write found it) is answered as the first attempt
+/// would have been; anyone else's is a replay.
+fn replay(
+    record: &IdempotencyRecord,
+    idem: &Idempotency,
+    own: Option<&IdempotencyRecord>,
+) -> Result<Response<Body>, DomainError> {
     if record.fingerprint != idem.fingerprint {
         return Err(DomainError::IdempotencyKeyReused);
     }
-    Ok(respond(record.status, &record.body, true))
-}
-
-fn backoff(attempt: u32) -> Duration {
-    // Full jitter: a random wait up to an exponentially growing cap.
-    let cap_ms = (5u64 << attempt.min(6)).min(250);
-    let random = getrandom::u64().unwrap_or(cap_ms / 2);
-    Duration::from_millis(random % (cap_ms + 1))
+    Ok(respond(record.status, &record.body, own != Some(record)))
 }
 
 /// Runs one money-moving request to its recorded outcome.
@@ -141,18 +143,22 @@ pub(crate) async fn execute(
 ) -> Result<Response<Body>, DomainError> {
     reads.idempotency = idem.as_ref().map(|i| i.scope.clone());
     let started = Instant::now();
+    // The idempotency record this request last sent: found back after a lost answer,
+    // it is this request's own outcome.
+    let mut sent: Option<IdempotencyRecord> = None;
     for attempt in 0..ATTEMPTS_MAX {
         if started.elapsed() > BUDGET {
             break;
         }
         let snapshot = app.store.read(&caller.tenant, &reads).await?;
         if let (Some(idem), Some(recorded)) = (&idem, &snapshot.idempotency) {
-            return replay(recorded, idem);
+            return replay(recorded, idem, sent.as_ref());
         }
         let decision = match decide(&snapshot) {
             Ok(decision) => decision,
-            Err(error) if error.code().is_transient() => return Err(error),
-            Err(error) => match record_outcome(app, idem.as_ref(), &error).await? {
+            // Malformed and transient outcomes are never recorded (SPEC §5).
+            Err(error) if !error.code().is_business_refusal() => return Err(error),
+            Err(error) => match record_outcome(app, idem.as_ref(), &error, &mut sent).await? {
                 true => return Err(error),
                 false => continue,
             },
@@ -169,17 +175,11 @@ pub(crate) async fn execute(
             Decision::Write(write, status, text) => (*write, status, text),
         };
         write.idempotency = idem.as_ref().map(|i| record(i, status, &text));
-        if write.idempotency.is_none()
-            && write.deltas.is_empty()
-            && write.new_transfers.is_empty()
-            && write.new_accounts.is_empty()
-            && write.transfer_updates.is_empty()
-            && write.new_payments.is_empty()
-            && write.payment_updates.is_empty()
-        {
+        if write.is_empty() {
             return Ok(respond(status, &text, false));
         }
-        match app.store.commit(&write).await {
+        sent.clone_from(&write.idempotency);
+        match commit_resending(app.store.as_ref(), &write).await {
             Ok(()) => {
                 if !write.new_transfers.is_empty() {
                     fintx_adapters::metrics::emit("Transfers", write.new_transfers.len() as f64, "Count", None);
@@ -190,14 +190,14 @@ pub(crate) async fn execute(
             Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => return Err(DomainError::IdempotencyKeyInUse),
             Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {
                 let error = DomainError::InsufficientFunds;
-                match record_outcome(app, idem.as_ref(), &error).await? {
+                match record_outcome(app, idem.as_ref(), &error, &mut sent).await? {
                     true => return Err(error),
                     false => continue,
                 }
             }
             Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention | Rejection::EventRecorded)) => {
                 tracing::debug!(attempt, "write refused by a concurrent change; deciding again");
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(jittered_backoff(attempt)).await;
             }
             Err(CommitError::Failed(error)) => return Err(error),
         }
@@ -208,7 +208,12 @@ pub(crate) async fn execute(
 
 /// Records a business refusal under the key so a retry replays it. Returns false when the
 /// key was recorded meanwhile (the caller replays that instead).
-async fn record_outcome(app: &App, idem: Option<&Idempotency>, error: &DomainError) -> Result<bool, DomainError> {
+async fn record_outcome(
+    app: &App,
+    idem: Option<&Idempotency>,
+    error: &DomainError,
+    sent: &mut Option<IdempotencyRecord>,
+) -> Result<bool, DomainError> {
     let Some(idem) = idem else { return Ok(true) };
     let problem = Problem::from(error);
     let body = serde_json::to_string(&problem).map_err(|_| DomainError::Unavailable)?;
@@ -216,7 +221,8 @@ async fn record_outcome(app: &App, idem: Option<&Idempotency>, error: &DomainErr
         idempotency: Some(record(idem, problem.status, &body)),
         ..LedgerWrite::default()
     };
-    match app.store.commit(&write).await {
+    sent.clone_from(&write.idempotency);
+    match commit_resending(app.store.as_ref(), &write).await {
         Ok(()) => Ok(true),
         Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => Ok(false),
         Err(CommitError::Rejected(_)) => Ok(true),
@@ -239,6 +245,7 @@ pub struct TransferView<'a> {
     description: Option<&'a str>,
     id: TransferId,
     metadata: &'a BTreeMap<String, String>,
+    payment_id: Option<PaymentId>,
     posted_amount: String,
     reversed_amount: String,
     reverses: Option<TransferId>,
@@ -258,6 +265,7 @@ pub fn transfer_view(t: &Transfer) -> TransferView<'_> {
         description: t.description.as_deref(),
         id: t.id,
         metadata: t.metadata.pairs(),
+        payment_id: t.payment_id,
         posted_amount: format_decimal(t.posted_amount.value(), c),
         reversed_amount: format_decimal(t.reversed_amount.value(), c),
         reverses: t.reverses,
@@ -327,7 +335,7 @@ pub(crate) async fn create_transfer(
     caller: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let body = json_body(request, BODY_MAX_BYTES)?;
     let key = idempotency_key(request, true)?;
     let object = JsonObject::parse(body)?;
     let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfers", &key, &object.canonical()));
@@ -342,7 +350,7 @@ pub(crate) async fn create_transfer(
         let (Some(Some(debit)), Some(Some(credit))) = (snapshot.accounts.first(), snapshot.accounts.get(1)) else {
             return Err(DomainError::AccountNotFound);
         };
-        let (transfer, deltas) = open_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
+        let (transfer, deltas) = open_api_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
         let view = to_body(&transfer_view(&transfer))?;
         let write = LedgerWrite {
             deltas: deltas.to_vec(),
@@ -368,7 +376,7 @@ pub(crate) async fn transition(
     id: &str,
     action: Action,
 ) -> Result<Response<Body>, DomainError> {
-    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let body = json_body(request, BODY_MAX_BYTES)?;
     let route = match action {
         Action::Post => format!("POST /v1/transfers/{id}/post"),
         Action::Void => format!("POST /v1/transfers/{id}/void"),
@@ -406,6 +414,7 @@ pub(crate) async fn transition(
             .as_deref()
             .map(|a| Amount::parse_positive(a, transfer.currency))
             .transpose()?;
+        check_api_transition(transfer)?;
         let transition = match action {
             Action::Post => post_pending(transfer, amount, now)?,
             Action::Void => void_pending(transfer, now)?,
@@ -505,7 +514,7 @@ pub(crate) async fn create_payment(
     caller: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let body = json_body(request, BODY_MAX_BYTES)?;
     let key = idempotency_key(request, true)?;
     let mut o = JsonObject::parse(body)?;
     let idem = key.map(|key| Idempotency::new(caller, "POST /v1/payments", &key, &o.canonical()));
@@ -523,7 +532,8 @@ pub(crate) async fn create_payment(
     let amount = Amount::parse_positive(&amount, currency)?;
     let account_id = account_id?;
     let connector = ConnectorName::parse(&connector)
-        .filter(|c| app.connectors.iter().any(|known| known == c.as_str()))
+        // A connector that does not serve this tenant is unknown to it (SPEC §7).
+        .filter(|c| app.connectors.iter().any(|g| g.name == *c && g.serves(&caller.tenant)))
         .ok_or(DomainError::UnknownConnector)?;
 
     let now = system::now();
@@ -558,6 +568,10 @@ pub(crate) async fn create_payment(
         let Some(Some(account)) = snapshot.accounts.first() else {
             return Err(DomainError::AccountNotFound);
         };
+        // A payment out of a clearing account would move it through a side door.
+        if account.kind == AccountKind::Clearing {
+            return Err(DomainError::ClearingAccount);
+        }
         let mut write = LedgerWrite::default();
         let clearing_account = match (snapshot.clearing, snapshot.accounts.get(1)) {
             (Some(_), Some(Some(existing))) => existing.clone(),
@@ -592,7 +606,9 @@ pub(crate) async fn create_payment(
             description: Some(format!("payment {payment_id}")),
             metadata: Metadata::default(),
         };
-        let (transfer, deltas) = open_transfer(transfer_id, &caller.tenant, command, account, &clearing_account, now)?;
+        let (mut transfer, deltas) =
+            open_transfer(transfer_id, &caller.tenant, command, account, &clearing_account, now)?;
+        transfer.payment_id = Some(payment_id);
         // A clearing account created in this write has no row yet to apply a delta to:
         // its opening state already is the pending credit.
         let mut deltas = deltas.to_vec();

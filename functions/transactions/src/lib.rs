@@ -10,7 +10,7 @@ pub use ledger::{payment_view, transfer_view};
 use std::sync::Arc;
 
 use fintx_adapters::http::{
-    body_bytes, json_response, page_limit, principal, query_param, respond_or_problem, route_path, JsonObject,
+    json_body, json_response, page_limit, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
 use fintx_domain::account::{
@@ -21,6 +21,7 @@ use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
 use fintx_domain::money::{format_decimal, Amount, Currency};
+use fintx_domain::payment::ConnectorGrant;
 use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
@@ -38,8 +39,8 @@ pub struct App {
     pub cursor_keys: Arc<dyn CursorKeySource>,
     /// Envelope encryption for holder details.
     pub cipher: Arc<dyn Cipher>,
-    /// Connectors payments may use.
-    pub connectors: Vec<String>,
+    /// Connectors payments may use, with the tenants each serves.
+    pub connectors: Vec<ConnectorGrant>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
 }
@@ -94,7 +95,7 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
 
 async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
     caller.require(Scope::LedgerWrite)?;
-    let body = body_bytes(request, BODY_MAX_BYTES)?;
+    let body = json_body(request, BODY_MAX_BYTES)?;
     let key = ledger::idempotency_key(request, false)?;
     let object = JsonObject::parse(body)?;
     let idem = key.map(|key| ledger::Idempotency::new(caller, "POST /v1/accounts", &key, &object.canonical()));
@@ -201,13 +202,11 @@ async fn get_account(
         let plaintext = app.cipher.open(&holder.sealed, &context).await?;
         let revealed: Value = serde_json::from_slice(plaintext.expose()).map_err(|_| DomainError::Unavailable)?;
         // The audit trail of who saw which record's PII; never the data itself.
-        tracing::info!(
-            audit = "pii_reveal",
-            tenant = %caller.tenant,
-            subject = caller.subject.as_deref().unwrap_or("unknown"),
-            account_id = %account.id,
-            field = HOLDER_SEAL_FIELD,
-            "holder revealed"
+        fintx_adapters::audit::pii_reveal(
+            caller.tenant.as_str(),
+            caller.subject.as_deref().unwrap_or("unknown"),
+            &account.id.to_string(),
+            HOLDER_SEAL_FIELD,
         );
         view["holder"] = revealed;
     }

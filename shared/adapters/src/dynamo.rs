@@ -55,6 +55,48 @@ impl DynamoStore {
     }
 }
 
+/// Tries a `BatchGetItem` makes for the keys DynamoDB leaves unprocessed (throttling).
+const BATCH_GET_TRIES_MAX: u32 = 8;
+
+/// Reads every item of `keys` (at most 100 at a time) from one table, asking again with
+/// jittered backoff for the keys DynamoDB leaves unprocessed. Keys still unprocessed
+/// after the last try are an error, never a silently shorter answer: a caller that
+/// counted on them would undercount.
+pub(crate) async fn batch_get_all(
+    client: &Client,
+    table: &str,
+    keys: Vec<HashMap<String, AttributeValue>>,
+) -> Result<Vec<HashMap<String, AttributeValue>>, DomainError> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(chunk.to_vec()))
+            .consistent_read(true)
+            .build()
+            .map_err(|_| DomainError::Unavailable)?;
+        let mut pending = Some(HashMap::from([(table.to_owned(), request)]));
+        for attempt in 0..BATCH_GET_TRIES_MAX {
+            let Some(items) = pending.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(crate::commit::jittered_backoff(attempt)).await;
+            }
+            let output = client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await
+                .map_err(unavailable("BatchGetItem"))?;
+            found.extend(output.responses.unwrap_or_default().remove(table).unwrap_or_default());
+            pending = output.unprocessed_keys.filter(|u| !u.is_empty());
+        }
+        if pending.is_some() {
+            tracing::error!(table, "BatchGetItem left keys unprocessed after every try");
+            return Err(DomainError::Unavailable);
+        }
+    }
+    Ok(found)
+}
+
 /// Logs an SDK failure with its whole cause chain and turns it into the opaque
 /// `unavailable` outcome: the client learns nothing internal.
 fn unavailable<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> DomainError
@@ -73,12 +115,6 @@ pub(crate) fn corrupt(what: &str) -> DomainError {
     DomainError::Unavailable
 }
 
-/// `posted − pending_debits + overdraft_limit`: what a debit's cover condition compares
-/// against, kept in step with the balances by every update so DynamoDB itself decides
-/// whether a debit is covered at the moment it commits.
-fn spendable(account: &Account) -> Decimal {
-    account.balance.posted - account.balance.pending_debits + account.overdraft_limit.value()
-}
 
 fn account_pk(id: &AccountId) -> String {
     format!("ACCT#{id}")
@@ -151,7 +187,11 @@ impl Item<'_> {
     }
 }
 
-pub(crate) fn account_item(account: &Account) -> HashMap<String, AttributeValue> {
+/// An account as stored. `spendable` (`available + overdraft_limit`, see
+/// [`Account::headroom`]) is what a debit's cover condition compares against, kept in
+/// step with the balances by every update so DynamoDB itself decides whether a debit is
+/// covered at the moment it commits.
+pub(crate) fn account_item(account: &Account) -> Result<HashMap<String, AttributeValue>, DomainError> {
     let mut item = HashMap::from([
         ("pk".to_owned(), s(account_pk(&account.id))),
         ("sk".to_owned(), s("ACCT")),
@@ -165,7 +205,7 @@ pub(crate) fn account_item(account: &Account) -> HashMap<String, AttributeValue>
         ("posted".to_owned(), n(account.balance.posted)),
         ("pending_debits".to_owned(), n(account.balance.pending_debits)),
         ("pending_credits".to_owned(), n(account.balance.pending_credits)),
-        ("spendable".to_owned(), n(spendable(account))),
+        ("spendable".to_owned(), n(account.headroom()?)),
         ("kind".to_owned(), s(account.kind.as_str())),
         ("created_at".to_owned(), s(account.created_at.to_string())),
         ("version".to_owned(), AttributeValue::N(account.version.to_string())),
@@ -198,7 +238,7 @@ pub(crate) fn account_item(account: &Account) -> HashMap<String, AttributeValue>
             .collect();
         item.insert("metadata".to_owned(), AttributeValue::M(map));
     }
-    item
+    Ok(item)
 }
 
 pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result<Account, DomainError> {
@@ -252,7 +292,7 @@ impl AccountStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.tables.ledger)
-            .set_item(Some(account_item(account)))
+            .set_item(Some(account_item(account)?))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
@@ -338,7 +378,7 @@ mod tests {
             Timestamp::from_unix_ms(1_700_000_000_000).unwrap(),
         );
         account.balance.posted = Decimal::new(-1234, 2);
-        let back = account_from_item(&account_item(&account)).unwrap();
+        let back = account_from_item(&account_item(&account).unwrap()).unwrap();
         assert_eq!(back, account);
     }
 }

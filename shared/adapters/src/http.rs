@@ -62,6 +62,27 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The body of a JWT API request: at most `max_bytes`, and sent as `application/json`
+/// when it is not blank (SPEC §4), so a form or text body is never read as JSON.
+pub fn json_body(request: &Request, max_bytes: usize) -> Result<&[u8], DomainError> {
+    let bytes = body_bytes(request, max_bytes)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(bytes);
+    }
+    let media_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    match media_type {
+        Some(t) if t.eq_ignore_ascii_case("application/json") => Ok(bytes),
+        _ => Err(DomainError::invalid_request(
+            "the body must be sent with Content-Type: application/json",
+        )),
+    }
+}
+
 /// The raw body, refused when larger than `max_bytes`.
 pub fn body_bytes(request: &Request, max_bytes: usize) -> Result<&[u8], DomainError> {
     let bytes: &[u8] = request.body().as_ref();
@@ -105,10 +126,10 @@ pub struct JsonObject {
 }
 
 impl JsonObject {
-    /// Parses a request body that must be a JSON object.
+    /// Parses a request body that must be a JSON object with unique keys at every level
+    /// (a repeated key must never be read as either of its values).
     pub fn parse(bytes: &[u8]) -> Result<Self, DomainError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|_| DomainError::invalid_request("the body is not valid JSON"))?;
+        let value = strict::parse(bytes)?;
         match value {
             Value::Object(fields) => Ok(Self {
                 fields,
@@ -241,6 +262,165 @@ impl JsonObject {
                 };
                 Err(DomainError::UnknownField(name))
             }
+        }
+    }
+}
+
+/// Strict JSON: unique keys, and numbers of any size.
+mod strict {
+    use std::fmt;
+
+    use fintx_domain::DomainError;
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// Parses `bytes` as JSON whose objects have unique keys. A number too large for
+    /// `f64` (`1e309`, a 400-digit integer) reads as the largest finite `f64` of its
+    /// sign: every field that takes a number refuses a float, and an amount refuses every
+    /// number, so it is refused by the field it stands in, with that field's code.
+    pub(super) fn parse(bytes: &[u8]) -> Result<Value, DomainError> {
+        match serde_json::from_slice::<Strict>(bytes) {
+            Ok(Strict(value)) => Ok(value),
+            Err(error) if error.to_string().starts_with(DUPLICATE) => {
+                Err(DomainError::invalid_request("the body repeats a key"))
+            }
+            Err(error) if error.to_string().starts_with("number out of range") => {
+                let clamped = clamp_huge_numbers(bytes).ok_or_else(not_json)?;
+                serde_json::from_slice::<Strict>(&clamped)
+                    .map(|Strict(value)| value)
+                    .map_err(|e| {
+                        if e.to_string().starts_with(DUPLICATE) {
+                            DomainError::invalid_request("the body repeats a key")
+                        } else {
+                            not_json()
+                        }
+                    })
+            }
+            Err(_) => Err(not_json()),
+        }
+    }
+
+    fn not_json() -> DomainError {
+        DomainError::invalid_request("the body is not valid JSON")
+    }
+
+    const DUPLICATE: &str = "duplicate key";
+
+    /// Rewrites every number literal outside strings whose value overflows `f64` as
+    /// `±1.7976931348623157e308`. `None` when the text is not UTF-8.
+    fn clamp_huge_numbers(bytes: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut in_string = false;
+        while let Some(c) = rest.chars().next() {
+            if in_string {
+                let end = rest.find(['"', '\\']).unwrap_or(rest.len());
+                out.push_str(&rest[..end]);
+                rest = &rest[end..];
+                match rest.as_bytes().first() {
+                    Some(b'"') => {
+                        in_string = false;
+                        out.push('"');
+                        rest = &rest[1..];
+                    }
+                    Some(b'\\') => {
+                        let escaped = rest.get(..2).unwrap_or(rest);
+                        out.push_str(escaped);
+                        rest = &rest[escaped.len()..];
+                    }
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+                out.push('"');
+                rest = &rest[1..];
+            } else if c == '-' || c.is_ascii_digit() {
+                let end = rest
+                    .find(|ch: char| !(ch.is_ascii_digit() || matches!(ch, '-' | '+' | '.' | 'e' | 'E')))
+                    .unwrap_or(rest.len());
+                let literal = &rest[..end];
+                match literal.parse::<f64>() {
+                    Ok(value) if value.is_infinite() && value.is_sign_negative() => out.push_str("-1.7976931348623157e308"),
+                    Ok(value) if value.is_infinite() => out.push_str("1.7976931348623157e308"),
+                    _ => out.push_str(literal),
+                }
+                rest = &rest[end..];
+            } else {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        Some(out.into_bytes())
+    }
+
+    /// A `Value` whose objects were read with unique keys.
+    struct Strict(Value);
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(Strict)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Strict(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut fields = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let Strict(value) = map.next_value()?;
+                if fields.insert(key, value).is_some() {
+                    return Err(de::Error::custom(DUPLICATE));
+                }
+            }
+            Ok(Value::Object(fields))
         }
     }
 }

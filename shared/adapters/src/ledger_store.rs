@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Get, KeysAndAttributes, Put, TransactGetItem, TransactWriteItem, Update,
+    AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update,
 };
 use fintx_domain::account::Metadata;
 use fintx_domain::auth::TenantId;
@@ -25,7 +25,7 @@ use fintx_domain::transfer::{Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
-use crate::dynamo::{account_from_item, account_item, corrupt, n, s, DynamoStore, Item};
+use crate::dynamo::{account_from_item, account_item, batch_get_all, corrupt, n, s, DynamoStore, Item};
 
 type Attributes = HashMap<String, AttributeValue>;
 
@@ -80,6 +80,12 @@ pub(crate) fn transfer_item(t: &Transfer) -> Attributes {
     if let Some(r) = t.reverses {
         put("reverses", s(r.to_string()));
     }
+    if let Some(p) = t.payment_id {
+        put("payment_id", s(p.to_string()));
+    }
+    if t.through_clearing {
+        put("through_clearing", AttributeValue::Bool(true));
+    }
     if let Some(d) = &t.description {
         put("description", s(d.as_str()));
     }
@@ -119,6 +125,11 @@ pub fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
             .opt_s("reverses")?
             .map(|r| TransferId::parse(r).ok_or_else(|| corrupt("reverses")))
             .transpose()?,
+        payment_id: item
+            .opt_s("payment_id")?
+            .map(|p| PaymentId::parse(p).ok_or_else(|| corrupt("payment_id")))
+            .transpose()?,
+        through_clearing: matches!(raw.get("through_clearing"), Some(AttributeValue::Bool(true))),
         description: item.opt_s("description")?.map(str::to_owned),
         metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
         created_at: timestamp(&item, "created_at")?,
@@ -406,7 +417,7 @@ impl LedgerStore for DynamoStore {
             let item = response.item;
             match kind {
                 Slot::Idempotency => snapshot.idempotency = item.map(|i| idempotency_from_item(&i)).transpose()?,
-                Slot::Event => snapshot.event_seen = item.is_some(),
+                Slot::Event => snapshot.event = item.map(|i| event_from_item(&i)).transpose()?,
                 Slot::Account => {
                     let account = item.map(|i| account_from_item(&i)).transpose()?;
                     snapshot.accounts.push(account.filter(|a| visible(&a.tenant)));
@@ -451,7 +462,7 @@ impl LedgerStore for DynamoStore {
             roles.push(Role::Event);
         }
         for account in &write.new_accounts {
-            items.push(put(ledger, account_item(account), NEW, None)?);
+            items.push(put(ledger, account_item(account)?, NEW, None)?);
             roles.push(Role::Other);
         }
         if let Some((k, id)) = &write.new_clearing {
@@ -656,33 +667,11 @@ impl DynamoStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ledger = self.tables().ledger.clone();
-        let keys = KeysAndAttributes::builder()
-            .set_keys(Some(ids.iter().map(transfer_key).collect()))
-            .consistent_read(true)
-            .build()
-            .map_err(|_| DomainError::Unavailable)?;
-        let mut request = Some(HashMap::from([(ledger.clone(), keys)]));
+        let keys = ids.iter().map(transfer_key).collect();
         let mut found: HashMap<TransferId, Transfer> = HashMap::new();
-        // BatchGetItem may return part of the keys; ask again for the rest, a bounded
-        // number of times.
-        for _ in 0..5 {
-            let Some(items) = request.take() else { break };
-            let output = self
-                .client()
-                .batch_get_item()
-                .set_request_items(Some(items))
-                .send()
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %DisplayErrorContext(&e), "BatchGetItem transfers failed");
-                    DomainError::Unavailable
-                })?;
-            for item in output.responses.unwrap_or_default().remove(&ledger).unwrap_or_default() {
-                let t = transfer_from_item(&item)?;
-                found.insert(t.id, t);
-            }
-            request = output.unprocessed_keys.filter(|u| !u.is_empty());
+        for item in batch_get_all(self.client(), &self.tables().ledger, keys).await? {
+            let t = transfer_from_item(&item)?;
+            found.insert(t.id, t);
         }
         ids.iter()
             .map(|id| found.remove(id).ok_or(DomainError::Unavailable))
@@ -708,6 +697,8 @@ mod tests {
             posted_amount: Amount::parse("10", usd).unwrap(),
             reversed_amount: Amount::parse("2.5", usd).unwrap(),
             reverses: Some(TransferId::from_ulid(ulid::Ulid::from_parts(1, 5))),
+            payment_id: Some(PaymentId::from_ulid(ulid::Ulid::from_parts(1, 6))),
+            through_clearing: true,
             description: Some("x".into()),
             metadata: Metadata::default(),
             created_at: Timestamp::from_unix_ms(5).unwrap(),

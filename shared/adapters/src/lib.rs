@@ -2,7 +2,9 @@
 //! functions share, and in-memory stand-ins for unit tests and benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod aws;
+pub mod commit;
 pub mod dynamo;
 pub mod envelope;
 pub mod http;

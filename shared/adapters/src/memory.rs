@@ -26,6 +26,8 @@ struct State {
     clearing: HashMap<ClearingKey, AccountId>,
     events: BTreeMap<String, EventRecord>,
     deposit_references: std::collections::HashSet<String>,
+    /// Every change of a transfer record, `(old image, new image)`, when kept.
+    changes: Option<Vec<(Option<Transfer>, Transfer)>>,
 }
 
 #[derive(Default)]
@@ -36,6 +38,24 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps every change of a transfer record in order, as the ledger
+    /// table's stream carries it (new and old images), for stream consumers in tests.
+    pub fn with_change_log() -> Self {
+        let store = Self::default();
+        if let Ok(mut state) = store.state.lock() {
+            state.changes = Some(Vec::new());
+        }
+        store
+    }
+
+    /// The transfer changes logged since the last call, oldest first.
+    pub fn take_transfer_changes(&self) -> Vec<(Option<Transfer>, Transfer)> {
+        self.state()
+            .ok()
+            .and_then(|mut s| s.changes.as_mut().map(std::mem::take))
+            .unwrap_or_default()
     }
 
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, DomainError> {
@@ -102,7 +122,7 @@ impl LedgerStore for MemoryStore {
                 .idempotency
                 .as_ref()
                 .and_then(|k| state.idempotency.get(k).cloned()),
-            event_seen: reads.event.as_ref().is_some_and(|k| state.events.contains_key(k)),
+            event: reads.event.as_ref().and_then(|k| state.events.get(k).cloned()),
             accounts: reads
                 .accounts
                 .iter()
@@ -159,12 +179,7 @@ impl LedgerStore for MemoryStore {
                 return reject(Rejection::Stale);
             };
             if let Some(cover) = delta.cover {
-                let headroom = current
-                    .balance
-                    .available()?
-                    .checked_add(current.overdraft_limit.value())
-                    .ok_or(DomainError::Overflow)?;
-                if headroom < cover.value() {
+                if current.headroom()? < cover.value() {
                     return reject(Rejection::InsufficientFunds);
                 }
             }
@@ -192,7 +207,10 @@ impl LedgerStore for MemoryStore {
             .iter()
             .chain(write.transfer_updates.iter().map(|(t, _)| t))
         {
-            state.transfers.insert(transfer.id, transfer.clone());
+            let old = state.transfers.insert(transfer.id, transfer.clone());
+            if let Some(changes) = state.changes.as_mut() {
+                changes.push((old, transfer.clone()));
+            }
         }
         for payment in write
             .new_payments

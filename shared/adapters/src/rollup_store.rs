@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use fintx_domain::auth::TenantId;
 use fintx_domain::ids::TransferId;
@@ -93,7 +93,7 @@ impl DynamoRollups {
     }
 
     async fn existing_markers(&self, movements: &[&Movement]) -> Result<HashSet<TransferId>, DomainError> {
-        let keys: Vec<HashMap<String, AttributeValue>> = movements
+        let keys = movements
             .iter()
             .map(|m| {
                 HashMap::from([
@@ -103,38 +103,11 @@ impl DynamoRollups {
             })
             .collect();
         let mut found = HashSet::new();
-        for chunk in keys.chunks(100) {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.to_vec()))
-                .consistent_read(true)
-                .build()
-                .map_err(|_| DomainError::Unavailable)?;
-            let mut pending = Some(HashMap::from([(self.table.clone(), request)]));
-            for _ in 0..5 {
-                let Some(items) = pending.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(items))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %DisplayErrorContext(&e), "BatchGetItem markers failed");
-                        DomainError::Unavailable
-                    })?;
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                        if let Some(id) = pk.strip_prefix("MOV#").and_then(TransferId::parse) {
-                            found.insert(id);
-                        }
-                    }
+        for item in crate::dynamo::batch_get_all(&self.client, &self.table, keys).await? {
+            if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                if let Some(id) = pk.strip_prefix("MOV#").and_then(TransferId::parse) {
+                    found.insert(id);
                 }
-                pending = output.unprocessed_keys.filter(|u| !u.is_empty());
             }
         }
         Ok(found)
@@ -151,7 +124,7 @@ impl DynamoRollups {
                 .item("sk", AttributeValue::S("MOV".into()))
                 .item(
                     "expires_at",
-                    AttributeValue::N((now_s + MARKER_RETENTION_SECONDS).to_string()),
+                    AttributeValue::N(now_s.saturating_add(MARKER_RETENTION_SECONDS).to_string()),
                 )
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
@@ -205,19 +178,22 @@ impl DynamoRollups {
 #[async_trait]
 impl RollupStore for DynamoRollups {
     async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError> {
-        let mut applied = 0;
+        let mut applied = 0usize;
         for (mut chunk, mut rows) in chunks(movements)? {
-            // Bounded: each refusal removes at least one counted movement.
-            for _ in 0..=chunk.len() {
-                if chunk.is_empty() {
-                    break;
-                }
+            // Bounded: each refusal removes at least one counted movement, or fails.
+            while !chunk.is_empty() {
                 if self.write(&chunk, &rows).await? {
-                    applied += chunk.len();
+                    applied = applied.saturating_add(chunk.len());
                     break;
                 }
                 let counted = self.existing_markers(&chunk).await?;
+                let before = chunk.len();
                 chunk.retain(|m| !counted.contains(&m.transfer_id));
+                if chunk.len() == before {
+                    // Refused, yet no marker explains it: never report these as counted.
+                    tracing::error!("a rollup write was refused and no movement marker explains it");
+                    return Err(DomainError::Unavailable);
+                }
                 rows = regroup(&chunk)?;
             }
         }
@@ -260,7 +236,7 @@ impl RollupStore for DynamoRollups {
                     Some(AttributeValue::N(v)) => Decimal::from_str(v).map_err(|_| DomainError::Unavailable),
                     _ => Ok(Decimal::ZERO),
                 };
-                let count = |name: &str| n(name).map(|d| u64::try_from(d).unwrap_or(0));
+                let count = |name: &str| n(name).and_then(|d| u64::try_from(d).map_err(|_| DomainError::Unavailable));
                 let period = match item.get("sk") {
                     Some(AttributeValue::S(p)) => p.clone(),
                     _ => return Err(DomainError::Unavailable),
@@ -277,10 +253,12 @@ impl RollupStore for DynamoRollups {
             }
             start = page.last_evaluated_key;
             if start.is_none() {
-                break;
+                return Ok(out);
             }
         }
-        Ok(out)
+        // More pages than a bounded range can have: refuse rather than answer short.
+        tracing::error!("rollup rows span more pages than a range allows");
+        Err(DomainError::Unavailable)
     }
 }
 
@@ -300,13 +278,13 @@ impl MemoryRollups {
 impl RollupStore for MemoryRollups {
     async fn apply(&self, movements: &[Movement]) -> Result<usize, DomainError> {
         let mut state = self.state.lock().map_err(|_| DomainError::Unavailable)?;
-        let mut applied = 0;
+        let mut applied = 0usize;
         for m in movements {
             if state.0.insert(m.transfer_id) {
                 for (key, totals) in contributions(m) {
                     state.1.entry(key).or_default().add(&totals)?;
                 }
-                applied += 1;
+                applied = applied.saturating_add(1);
             }
         }
         Ok(applied)

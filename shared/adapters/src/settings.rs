@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use fintx_domain::payment::ConnectorGrant;
+
 /// The names of the four tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tables {
@@ -18,9 +20,10 @@ pub struct Settings {
     pub kms_key_id: String,
     /// The KMS HMAC key the cursor signing key is derived from.
     pub cursor_key_id: String,
-    /// Bank connectors payments may be sent through (names only; their secrets are the
-    /// webhook function's).
-    pub connectors: Vec<String>,
+    /// Bank connectors payments may be sent through, with the tenants each serves
+    /// (`FINTX_CONNECTORS=name=tenant|tenant,...`; their secrets are the webhook
+    /// function's).
+    pub connectors: Vec<ConnectorGrant>,
     /// Local development only: accept claims from `x-fintx-*` headers when the request
     /// carries no verified JWT claims. Never set by template.yaml.
     pub dev_auth_headers: bool,
@@ -76,13 +79,12 @@ impl Settings {
             },
             kms_key_id: required("FINTX_KMS_KEY_ID")?,
             cursor_key_id: required("FINTX_CURSOR_KEY_ID")?,
-            connectors: lookup("FINTX_CONNECTORS")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            connectors: ConnectorGrant::parse_list(&lookup("FINTX_CONNECTORS").unwrap_or_default()).map_err(
+                |problem| SettingsError {
+                    variable: "FINTX_CONNECTORS",
+                    problem,
+                },
+            )?,
             dev_auth_headers,
         })
     }

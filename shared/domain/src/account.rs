@@ -157,6 +157,15 @@ pub struct Account {
 }
 
 impl Account {
+    /// `available + overdraft_limit`: how much more the account may be debited. A debit
+    /// of `amount` is covered while `amount ≤ headroom`.
+    pub fn headroom(&self) -> Result<Decimal, DomainError> {
+        self.balance
+            .available()?
+            .checked_add(self.overdraft_limit.value())
+            .ok_or(DomainError::Overflow)
+    }
+
     /// A new customer account: zero balances, version 1. The holder in `request` must
     /// already be sealed into `holder` by the caller; its plaintext is dropped here.
     pub fn open(

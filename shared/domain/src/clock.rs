@@ -13,9 +13,8 @@ impl Timestamp {
 
     /// Builds a timestamp from milliseconds since the Unix epoch.
     pub fn from_unix_ms(ms: i64) -> Option<Self> {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .ok()
-            .map(Self)
+        let nanos = i128::from(ms).checked_mul(1_000_000)?;
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).ok().map(Self)
     }
 
     pub fn unix_ms(&self) -> i64 {
@@ -41,7 +40,7 @@ impl Timestamp {
         fn digits(out: &mut [u8], mut value: u32) {
             for slot in out.iter_mut().rev() {
                 // A digit is below 10; the cast cannot truncate.
-                *slot = b'0' + (value % 10) as u8;
+                *slot = b"0123456789"[(value % 10) as usize];
                 value /= 10;
             }
         }

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
+    ManagedByPayment,
+    ClearingAccount,
     InvalidCursor,
     InvalidSignature,
     TimestampOutOfTolerance,
@@ -32,7 +34,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidAmount,
         ErrorCode::InvalidCurrency,
@@ -50,6 +52,8 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::IdempotencyKeyInUse,
+        ErrorCode::ManagedByPayment,
+        ErrorCode::ClearingAccount,
         ErrorCode::InvalidCursor,
         ErrorCode::InvalidSignature,
         ErrorCode::TimestampOutOfTolerance,
@@ -91,6 +95,16 @@ impl ErrorCode {
                 "idempotency_key_in_use",
                 "A request with this idempotency key is in progress",
             ),
+            ManagedByPayment => (
+                409,
+                "managed_by_payment",
+                "The transfer belongs to a payment and changes only through it",
+            ),
+            ClearingAccount => (
+                422,
+                "clearing_account",
+                "Clearing accounts move only through payments and bank webhooks",
+            ),
             InvalidCursor => (400, "invalid_cursor", "The cursor is not valid"),
             InvalidSignature => (401, "invalid_signature", "The webhook signature does not verify"),
             TimestampOutOfTolerance => (
@@ -123,6 +137,14 @@ impl ErrorCode {
             self,
             ErrorCode::EncryptionUnavailable | ErrorCode::Unavailable | ErrorCode::IdempotencyKeyInUse
         )
+    }
+
+    /// Whether this is a business outcome that is recorded under an idempotency key
+    /// (SPEC §5): the refusals of a well-formed request (404, 409, 422). Malformed
+    /// requests (400, 413), authentication failures and transient failures are not, so
+    /// a corrected retry with the same key can succeed.
+    pub const fn is_business_refusal(self) -> bool {
+        !self.is_transient() && matches!(self.status(), 404 | 409 | 422)
     }
 }
 
@@ -172,6 +194,10 @@ pub enum DomainError {
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still in progress")]
     IdempotencyKeyInUse,
+    #[error("the transfer belongs to a payment: it changes only through the payment's bank outcomes")]
+    ManagedByPayment,
+    #[error("a clearing account mirrors money at a bank and moves only through payments and bank webhooks")]
+    ClearingAccount,
     #[error("the cursor is malformed, tampered with or from another listing")]
     InvalidCursor,
     #[error("the signature does not verify")]
@@ -207,6 +233,8 @@ impl DomainError {
             E::IdempotencyKeyMissing => ErrorCode::IdempotencyKeyMissing,
             E::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             E::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
+            E::ManagedByPayment => ErrorCode::ManagedByPayment,
+            E::ClearingAccount => ErrorCode::ClearingAccount,
             E::InvalidCursor => ErrorCode::InvalidCursor,
             E::InvalidSignature => ErrorCode::InvalidSignature,
             E::TimestampOutOfTolerance => ErrorCode::TimestampOutOfTolerance,

@@ -117,8 +117,9 @@ pub fn aba_routing_number_is_valid(text: &str) -> bool {
     let sum: u32 = text
         .bytes()
         .zip([3, 7, 1, 3, 7, 1, 3, 7, 1])
-        .map(|(b, w)| u32::from(b - b'0') * w)
-        .sum();
+        .map(|(b, w)| char::from(b).to_digit(10).unwrap_or(0).wrapping_mul(w))
+        .fold(0u32, u32::wrapping_add);
+    // Nine digits times weights of at most 7: the sum stays far below u32::MAX.
     sum % 10 == 0
 }
 
@@ -133,18 +134,13 @@ pub fn iban_is_valid(text: &str) -> bool {
     {
         return false;
     }
+    // Letters count as 10 to 35 (base 36). The remainder stays below 97, so no step
+    // comes near u32::MAX.
     let mut remainder: u32 = 0;
     for &b in bytes[4..].iter().chain(&bytes[..4]) {
-        let value = if b.is_ascii_digit() {
-            u32::from(b - b'0')
-        } else {
-            u32::from(b - b'A') + 10
-        };
-        remainder = if value >= 10 {
-            (remainder * 100 + value) % 97
-        } else {
-            (remainder * 10 + value) % 97
-        };
+        let value = char::from(b).to_digit(36).unwrap_or(0);
+        let shift = if value >= 10 { 100 } else { 10 };
+        remainder = remainder.wrapping_mul(shift).wrapping_add(value) % 97;
     }
     remainder == 1
 }

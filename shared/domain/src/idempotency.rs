@@ -48,7 +48,7 @@ pub fn fingerprint(route: &str, canonical_body: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for byte in bytes {
         out.push(char::from(DIGITS[usize::from(byte >> 4)]));
         out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
@@ -77,7 +77,7 @@ impl IdempotencyRecord {
             status,
             body,
             created_at_ms: now_ms,
-            expires_at: now_ms / 1000 + RETENTION_SECONDS,
+            expires_at: (now_ms / 1000).saturating_add(RETENTION_SECONDS),
         }
     }
 }

@@ -135,11 +135,11 @@ impl Amount {
 
 fn integer_digits(value: Decimal) -> u32 {
     let mut integer = value.trunc().abs();
-    let mut digits = 0;
+    let mut digits = 0u32;
     let ten = Decimal::TEN;
     while !integer.is_zero() && digits <= 28 {
-        integer = (integer / ten).trunc();
-        digits += 1;
+        integer = integer.checked_div(ten).unwrap_or(Decimal::ZERO).trunc();
+        digits = digits.saturating_add(1);
     }
     digits
 }

@@ -10,7 +10,7 @@ use crate::error::DomainError;
 use crate::holder::MaskedHolder;
 use crate::ids::{AccountId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
-use crate::transfer::{post_pending, reverse_posted, void_pending, AccountDelta, Transfer, Transition};
+use crate::transfer::{next_version, post_pending, reverse_posted, void_pending, AccountDelta, Transfer, Transition};
 
 pub const REFERENCE_MAX_CHARS: usize = 140;
 pub const COUNTERPARTY_SEAL_KIND: &str = "payment";
@@ -31,6 +31,49 @@ impl ConnectorName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A connector payments may be sent through, with the tenants it serves: a connector
+/// touches only its own tenants (SPEC §7). `*` serves every tenant (local development).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorGrant {
+    pub name: ConnectorName,
+    tenants: Vec<String>,
+}
+
+impl ConnectorGrant {
+    pub fn new(name: ConnectorName, tenants: Vec<String>) -> Self {
+        Self { name, tenants }
+    }
+
+    pub fn serves(&self, tenant: &TenantId) -> bool {
+        self.tenants.iter().any(|t| t == "*" || t == tenant.as_str())
+    }
+
+    /// Parses `name=tenant|tenant,name=*`: every connector names its tenants, so a
+    /// configuration that forgets them fails at start-up instead of serving everyone.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, &'static str> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (name, tenants) = entry
+                    .split_once('=')
+                    .ok_or("each connector is `name=tenant|tenant` (or `name=*`)")?;
+                let name = ConnectorName::parse(name.trim()).ok_or("a connector name is not valid")?;
+                let tenants: Vec<String> = tenants
+                    .split('|')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if tenants.is_empty() {
+                    return Err("a connector serves no tenant");
+                }
+                Ok(Self::new(name, tenants))
+            })
+            .collect()
     }
 }
 
@@ -167,7 +210,7 @@ pub fn apply_outcome(
     let mut next = payment.clone();
     next.status = to;
     next.updated_at = now;
-    next.version += 1;
+    next.version = next_version(payment.version)?;
     Ok(Some(PaymentOutcome {
         payment: next,
         transfer_update: (updated_transfer, transfer.version),
@@ -307,6 +350,19 @@ mod tests {
         }
         let r = apply_outcome(&payment, &transfer, PaymentStatus::Returned, &clearing, rid, now);
         assert!(matches!(r, Err(DomainError::InvalidTransition { .. })));
+    }
+
+    #[test]
+    fn connector_grants_name_their_tenants() {
+        let grants = ConnectorGrant::parse_list("demo-bank=t1|t2, demo-stripe=*").unwrap();
+        let t1 = TenantId::parse("t1").unwrap();
+        let t3 = TenantId::parse("t3").unwrap();
+        assert!(grants[0].serves(&t1) && !grants[0].serves(&t3));
+        assert!(grants[1].serves(&t3));
+        assert!(ConnectorGrant::parse_list("demo-bank").is_err());
+        assert!(ConnectorGrant::parse_list("demo-bank=").is_err());
+        assert!(ConnectorGrant::parse_list("Demo=t1").is_err());
+        assert_eq!(ConnectorGrant::parse_list("").unwrap(), vec![]);
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub struct Reads {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub idempotency: Option<IdempotencyRecord>,
-    pub event_seen: bool,
+    /// The webhook event archived under the read dedup key, if any.
+    pub event: Option<EventRecord>,
     pub accounts: Vec<Option<Account>>,
     pub transfer: Option<Transfer>,
     pub payment: Option<Payment>,

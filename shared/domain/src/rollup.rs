@@ -55,12 +55,12 @@ impl Granularity {
         if to < from {
             return Err(DomainError::invalid_request("`to` is before `from`"));
         }
-        let span = to.inner() - from.inner();
+        let span_ms = to.unix_ms().checked_sub(from.unix_ms()).ok_or(DomainError::Overflow)?;
         let (limit, unit) = match self {
             Granularity::Day => (Duration::days(DAYS_MAX), "366 days"),
             Granularity::Hour => (Duration::hours(HOURS_MAX), "744 hours"),
         };
-        if span > limit {
+        if i128::from(span_ms) > limit.whole_milliseconds() {
             return Err(DomainError::invalid_request(format!(
                 "the range may span at most {unit}"
             )));
@@ -147,8 +147,14 @@ pub struct Totals {
 
 impl Totals {
     pub fn add(&mut self, other: &Totals) -> Result<(), DomainError> {
-        self.debit_count += other.debit_count;
-        self.credit_count += other.credit_count;
+        self.debit_count = self
+            .debit_count
+            .checked_add(other.debit_count)
+            .ok_or(DomainError::Overflow)?;
+        self.credit_count = self
+            .credit_count
+            .checked_add(other.credit_count)
+            .ok_or(DomainError::Overflow)?;
         self.debit_amount = self
             .debit_amount
             .checked_add(other.debit_amount)
@@ -161,8 +167,10 @@ impl Totals {
     }
 
     /// Credits − debits.
-    pub fn net(&self) -> Decimal {
-        self.credit_amount - self.debit_amount
+    pub fn net(&self) -> Result<Decimal, DomainError> {
+        self.credit_amount
+            .checked_sub(self.debit_amount)
+            .ok_or(DomainError::Overflow)
     }
 }
 
@@ -252,7 +260,7 @@ mod tests {
             .iter()
             .find(|(k, _)| k.scope == Scope::Tenant && k.granularity == Granularity::Day)
             .unwrap();
-        assert_eq!(tenant_day.1.net(), Decimal::ZERO);
+        assert_eq!(tenant_day.1.net().unwrap(), Decimal::ZERO);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::account::{Account, AccountKind, Metadata};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::error::DomainError;
-use crate::ids::{AccountId, TransferId};
+use crate::ids::{AccountId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
 
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
@@ -50,6 +50,12 @@ pub struct Transfer {
     pub posted_amount: Amount,
     pub reversed_amount: Amount,
     pub reverses: Option<TransferId>,
+    /// The payment this transfer belongs to: it then changes only through the payment's
+    /// bank outcomes, never through the transfers API.
+    pub payment_id: Option<PaymentId>,
+    /// Whether a side is a clearing account (a payment's, a deposit's or a return's
+    /// transfer): clearing accounts move only through payments and bank webhooks.
+    pub through_clearing: bool,
     pub description: Option<String>,
     pub metadata: Metadata,
     pub created_at: Timestamp,
@@ -81,6 +87,12 @@ pub fn parse_description(text: Option<String>) -> Result<Option<String>, DomainE
         }
         other => Ok(other),
     }
+}
+
+/// `-value`. Negating a `Decimal` flips its sign and cannot overflow.
+#[allow(clippy::arithmetic_side_effects)]
+fn minus(value: Decimal) -> Decimal {
+    -value
 }
 
 /// A change to one account's balances, applied atomically with the rest of a ledger
@@ -121,7 +133,7 @@ pub fn check_cover(account: &Account, amount: Amount) -> Result<(), DomainError>
     if account.kind == AccountKind::Clearing {
         return Ok(());
     }
-    let floor = -account.overdraft_limit.value();
+    let floor = minus(account.overdraft_limit.value());
     let after = account
         .balance
         .available()?
@@ -135,6 +147,36 @@ pub fn check_cover(account: &Account, amount: Amount) -> Result<(), DomainError>
 
 fn cover_for(account: &Account, amount: Amount) -> Option<Amount> {
     (account.kind == AccountKind::Customer).then_some(amount)
+}
+
+/// Opens a transfer requested through the transfers API (or a batch): clearing accounts
+/// mirror money at a bank and are never named there (SPEC §6), then the rules of
+/// [`open_transfer`].
+pub fn open_api_transfer(
+    id: TransferId,
+    tenant: &TenantId,
+    request: NewTransfer,
+    debit: &Account,
+    credit: &Account,
+    now: Timestamp,
+) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
+    if debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing {
+        return Err(DomainError::ClearingAccount);
+    }
+    open_transfer(id, tenant, request, debit, credit, now)
+}
+
+/// Whether the transfers API may post, void or reverse `transfer`: a payment's transfer
+/// changes only through its payment, and a transfer through a clearing account (a
+/// deposit, say) only through the connector's webhooks.
+pub fn check_api_transition(transfer: &Transfer) -> Result<(), DomainError> {
+    if transfer.payment_id.is_some() {
+        return Err(DomainError::ManagedByPayment);
+    }
+    if transfer.through_clearing {
+        return Err(DomainError::ClearingAccount);
+    }
+    Ok(())
 }
 
 /// Opens a transfer between two of the tenant's accounts and says how their balances move.
@@ -164,7 +206,7 @@ pub fn open_transfer(
         c.pending_credits = a;
         (TransferStatus::Pending, Amount::ZERO)
     } else {
-        d.posted = -a;
+        d.posted = minus(a);
         c.posted = a;
         (TransferStatus::Posted, request.amount)
     };
@@ -179,6 +221,8 @@ pub fn open_transfer(
         posted_amount,
         reversed_amount: Amount::ZERO,
         reverses: None,
+        payment_id: None,
+        through_clearing: debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing,
         description: request.description,
         metadata: request.metadata,
         created_at: now,
@@ -202,7 +246,17 @@ pub enum Transition {
 /// hold is released.
 pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp) -> Result<Transition, DomainError> {
     match transfer.status {
-        TransferStatus::Posted => return Ok(Transition::Unchanged),
+        // Posting again is answered unchanged only when it asks for what was posted
+        // (no amount: the whole hold); any other amount is a different transition.
+        TransferStatus::Posted if amount.unwrap_or(transfer.amount) == transfer.posted_amount => {
+            return Ok(Transition::Unchanged)
+        }
+        TransferStatus::Posted => {
+            return Err(DomainError::InvalidTransition {
+                from: "posted",
+                action: "post another amount of",
+            })
+        }
         TransferStatus::Voided => {
             return Err(DomainError::InvalidTransition {
                 from: "voided",
@@ -224,16 +278,16 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     let p = post.value();
     let mut d = AccountDelta::new(transfer.debit_account_id);
     let mut c = AccountDelta::new(transfer.credit_account_id);
-    d.pending_debits = -held;
-    d.posted = -p;
-    c.pending_credits = -held;
+    d.pending_debits = minus(held);
+    d.posted = minus(p);
+    c.pending_credits = minus(held);
     c.posted = p;
     let mut next = transfer.clone();
     next.status = TransferStatus::Posted;
     next.posted_amount = post;
     next.updated_at = now;
     next.posted_at = Some(now);
-    next.version += 1;
+    next.version = next_version(transfer.version)?;
     Ok(Transition::Apply(Box::new(next), [d, c]))
 }
 
@@ -252,12 +306,12 @@ pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, D
     let held = transfer.amount.value();
     let mut d = AccountDelta::new(transfer.debit_account_id);
     let mut c = AccountDelta::new(transfer.credit_account_id);
-    d.pending_debits = -held;
-    c.pending_credits = -held;
+    d.pending_debits = minus(held);
+    c.pending_credits = minus(held);
     let mut next = transfer.clone();
     next.status = TransferStatus::Voided;
     next.updated_at = now;
-    next.version += 1;
+    next.version = next_version(transfer.version)?;
     Ok(Transition::Apply(Box::new(next), [d, c]))
 }
 
@@ -302,7 +356,7 @@ pub fn reverse_posted(
     let r = amount.value();
     let mut d = AccountDelta::new(original.credit_account_id);
     let mut c = AccountDelta::new(original.debit_account_id);
-    d.posted = -r;
+    d.posted = minus(r);
     d.cover = cover_for(original_credit, amount);
     c.posted = r;
     let mut updated = original.clone();
@@ -311,7 +365,7 @@ pub fn reverse_posted(
         .checked_add(amount)
         .ok_or(DomainError::Overflow)?;
     updated.updated_at = now;
-    updated.version += 1;
+    updated.version = next_version(original.version)?;
     let reversal = Transfer {
         id: new_id,
         tenant: original.tenant.clone(),
@@ -323,6 +377,8 @@ pub fn reverse_posted(
         posted_amount: amount,
         reversed_amount: Amount::ZERO,
         reverses: Some(original.id),
+        payment_id: original.payment_id,
+        through_clearing: original.through_clearing,
         description,
         metadata: Metadata::default(),
         created_at: now,
@@ -350,6 +406,11 @@ pub fn apply_delta(account: &mut Account, delta: &AccountDelta) -> Result<(), Do
         .pending_credits
         .checked_add(delta.pending_credits)
         .ok_or(DomainError::Overflow)?;
-    account.version += 1;
+    account.version = next_version(account.version)?;
     Ok(())
+}
+
+/// The version after one more change of a record.
+pub fn next_version(version: u64) -> Result<u64, DomainError> {
+    version.checked_add(1).ok_or(DomainError::Overflow)
 }

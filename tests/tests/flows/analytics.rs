@@ -265,7 +265,7 @@ async fn rollups_equal_a_recomputation_from_the_ledger_even_when_batches_are_red
         .collect();
     assert!(tenant_days
         .iter()
-        .all(|(_, t)| t.net().is_zero() && t.debit_count == t.credit_count));
+        .all(|(_, t)| t.net().unwrap().is_zero() && t.debit_count == t.credit_count));
 }
 
 #[tokio::test]

@@ -56,7 +56,9 @@ async fn holders_are_masked_by_default_and_revealed_only_with_pii_read() {
     let stack = Stack::fresh().await;
     let app = stack.transactions_app();
     let contract = Contract::load();
-    let logs = LogCapture::start();
+    // The strictest level a deployment may set: the audit trail must survive it.
+    let logs = LogCapture::start_at(tracing::Level::ERROR);
+    fintx_adapters::audit::capture::start();
 
     let created = call(
         &app,
@@ -117,10 +119,18 @@ async fn holders_are_masked_by_default_and_revealed_only_with_pii_read() {
     .await;
     foreign.assert_problem(404, "account_not_found");
 
-    let log = logs.text();
-    let audit: Vec<&str> = log.lines().filter(|l| l.contains("pii_reveal")).collect();
-    assert_eq!(audit.len(), 1, "exactly one reveal was audited: {log}");
-    assert!(audit[0].contains(&id) && audit[0].contains("user-1") && audit[0].contains("t1"));
+    let audit = fintx_adapters::audit::capture::finish();
+    assert_eq!(audit.len(), 1, "exactly one reveal was audited: {audit:?}");
+    let line: serde_json::Value = serde_json::from_str(&audit[0]).unwrap();
+    assert_eq!(
+        (&line["audit"], &line["record_id"], &line["subject"], &line["tenant"]),
+        (&json!("pii_reveal"), &json!(id), &json!("user-1"), &json!("t1"))
+    );
+    for secret in [NAME, ACCOUNT_NUMBER, ROUTING, IBAN] {
+        assert!(!audit[0].contains(secret), "the audit line names the record, never the data");
+    }
+    // The audit trail is not a log line: the strict level dropped every info line.
+    assert!(!logs.text().contains("pii_reveal"), "{}", logs.text());
 }
 
 #[tokio::test]

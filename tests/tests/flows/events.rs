@@ -94,7 +94,7 @@ fn the_signed_samples_verify_at_the_time_they_were_signed() {
 async fn every_sample_event_is_handled_as_expected() {
     let transactions = transactions::App {
         store: Arc::new(MemoryStore::new()),
-        connectors: vec!["demo-bank".to_owned()],
+        connectors: fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*").unwrap(),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         dev_auth_headers: false,

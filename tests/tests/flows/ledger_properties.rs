@@ -287,7 +287,7 @@ fn memory_app() -> transactions::App {
         store: Arc::new(MemoryStore::new()),
         cursor_keys: Arc::new(StaticCursorKey([3; 32])),
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([4; 32]), CacheLimits::default())),
-        connectors: vec!["demo-bank".to_owned()],
+        connectors: fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*").unwrap(),
         dev_auth_headers: false,
     }
 }

@@ -62,7 +62,7 @@ async fn run(ops: Vec<Op>) {
         store: store.clone(),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         cipher: cipher.clone(),
-        connectors: vec!["demo-bank".into()],
+        connectors: fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*").unwrap(),
         dev_auth_headers: false,
     };
     let secret = Secret::new(format!("whsec_{}", STANDARD.encode(KEY)));

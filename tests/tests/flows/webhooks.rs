@@ -45,7 +45,7 @@ struct World {
 async fn world() -> World {
     let stack = Stack::fresh().await;
     let mut transactions = stack.transactions_app();
-    transactions.connectors = vec!["demo-bank".into(), "demo-stripe".into()];
+    transactions.connectors = fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*,demo-stripe=*").unwrap();
     let webhooks = stack.webhooks_app(&config()).await;
     World {
         stack,
