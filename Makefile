@@ -13,6 +13,11 @@ dev-up: venv
 dev-down:
 	scripts/dev.sh stop
 
+## Load the running local stack (make dev-up first) over HTTP, report, check conservation
+## and analytics. Options: make load ARGS="--count 100000 --concurrency 8 --seed 7 --mix payment=0"
+load: venv
+	.venv/bin/python scripts/load.py $(ARGS)
+
 ## Every test: template validation, unit, property and emulator-backed tests.
 test:
 	scripts/test.sh

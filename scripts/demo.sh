@@ -3,7 +3,7 @@
 # talks to the functions over HTTP exactly as a client would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a; . .fintx/local.env; set +a
+set -a; . "${FINTX_DEV_ENV_FILE:-.fintx/local.env}"; set +a
 
 tenant="demo-$(date +%s)"
 api() { # METHOD PATH [BODY] [SCOPES]

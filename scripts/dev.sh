@@ -5,11 +5,17 @@
 #   dev.sh foreground   start, run the demo, stay up until Ctrl-C, then stop everything
 #   dev.sh background   start, run the demo, return (stop with `dev.sh stop`)
 #   dev.sh stop         stop what a background start recorded
+# Settings (environment): FINTX_LAMBDA_CONCURRENCY instances per function (default 4, as
+# Lambda runs concurrent requests side by side); FINTX_DEV_STATE and FINTX_DEV_ENV_FILE
+# for a second, private stack (defaults .fintx/dev and .fintx/local.env); FINTX_DEV_DEMO=0
+# skips the demo; FINTX_DEV_RELOAD=0 keeps the functions as first built (no reload on edits,
+# for long load runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-state=.fintx/dev
-env_file=.fintx/local.env
+state=${FINTX_DEV_STATE:-.fintx/dev}
+env_file=${FINTX_DEV_ENV_FILE:-.fintx/local.env}
+concurrency=${FINTX_LAMBDA_CONCURRENCY:-4}
 py=.venv/bin/python
 
 stop_all() {
@@ -50,39 +56,52 @@ start_all() {
     echo "FINTX_ANALYTICS_URL=$base/analytics-rollups"
   } >> "$env_file"
 
-  echo "== cargo lambda watch on port $port (the first request compiles; allow a few minutes)"
+  echo "== cargo lambda watch on port $port, $concurrency instances per function (the first request compiles; allow a few minutes)"
   export CARGO_TARGET_DIR="$PWD/target"
-  setsid .venv/bin/cargo-lambda lambda watch \
-    --invoke-address 127.0.0.1 --invoke-port "$port" \
+  reload=()
+  [ "${FINTX_DEV_RELOAD:-1}" = 0 ] && reload=(--ignore-changes)
+  setsid .venv/bin/cargo-lambda lambda watch "${reload[@]}" \
+    --invoke-address 127.0.0.1 --invoke-port "$port" --concurrency "$concurrency" \
     --env-file "$env_file" --env-var FINTX_DEV_AUTH=headers \
     > "$state/watch.log" 2>&1 < /dev/null &
   echo $! > "$state/watch.pid"
 
   # shellcheck disable=SC1090
   set -a; . "$env_file"; set +a
-  for _ in $(seq 1 900); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-fintx-tenant: dev' -H 'x-fintx-scopes: ledger:read' \
-      "$FINTX_TRANSACTIONS_URL/v1/accounts?limit=1" || true)
-    [ "$code" = 200 ] && break
-    if ! kill -0 "$(cat "$state/watch.pid")" 2>/dev/null; then
-      echo "cargo lambda watch exited; see $state/watch.log" >&2
-      tail -n 30 "$state/watch.log" >&2
-      stop_all
-      exit 1
-    fi
-    sleep 1
+  # Each function compiles on its first request; wait until all three answer (not 5xx).
+  deadline=$(( $(date +%s) + 900 ))
+  for target in transactions analytics-rollups bank-webhooks; do
+    while :; do
+      case $target in
+        transactions) code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-fintx-tenant: dev' -H 'x-fintx-scopes: ledger:read' \
+          "$FINTX_TRANSACTIONS_URL/v1/accounts?limit=1" || true) ;;
+        analytics-rollups) code=$(curl -s -o /dev/null -w '%{http_code}' -H 'x-fintx-tenant: dev' -H 'x-fintx-scopes: ledger:read' \
+          "$FINTX_ANALYTICS_URL/v1/analytics/tenant?currency=USD&granularity=day" || true) ;;
+        bank-webhooks) code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{}' \
+          "$FINTX_WEBHOOKS_URL/v1/webhooks/no-such-connector" || true) ;;
+      esac
+      case ${code:-000} in 2??|4??) break ;; esac
+      if ! kill -0 "$(cat "$state/watch.pid")" 2>/dev/null; then
+        echo "cargo lambda watch exited; see $state/watch.log" >&2
+        tail -n 30 "$state/watch.log" >&2
+        stop_all
+        exit 1
+      fi
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        echo "the $target function did not answer (last HTTP ${code:-none}); see $state/watch.log" >&2
+        stop_all
+        exit 1
+      fi
+      sleep 1
+    done
+    echo "   $target answers"
   done
-  if [ "${code:-}" != 200 ]; then
-    echo "the transactions function did not answer; see $state/watch.log" >&2
-    stop_all
-    exit 1
-  fi
   echo "== stream pump: ledger stream -> analytics-rollups"
   setsid "$py" scripts/stream_pump.py "$env_file" > "$state/pump.log" 2>&1 < /dev/null &
   echo $! > "$state/pump.pid"
 
   echo "== local stack is up; settings in $env_file"
-  scripts/demo.sh
+  if [ "${FINTX_DEV_DEMO:-1}" != 0 ]; then scripts/demo.sh; fi
 }
 
 case "${1:-}" in

@@ -18,6 +18,7 @@ touches and a cancelled one leaves the tables and their streams in place.
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -285,17 +286,35 @@ def dev_connectors(kms, key_id: str) -> dict[str, str]:
     }
 
 
+def env_value(value: str) -> str:
+    """A value as written to the env file: plain when only safe characters, else in single
+    quotes, which both a shell's `.` and cargo-lambda's --env-file parser (which refuses an
+    unquoted `=`) read back as the same text."""
+    if re.fullmatch(r"[A-Za-z0-9_./:+,@%-]*", value):
+        return value
+    if "'" in value:
+        raise ValueError("env values may not contain a single quote")
+    return f"'{value}'"
+
+
+def read_env(env_file: str) -> dict[str, str]:
+    """The KEY=value lines of an env file written by write_env (quotes removed)."""
+    env = {}
+    for line in Path(env_file).read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[key] = value
+    return env
+
+
 def write_env(env_file: str, env: dict[str, str]) -> None:
     path = Path(env_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    current = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                current[key] = value
+    current = read_env(env_file) if path.exists() else {}
     current.update(env)
-    body = "".join(f"{k}={v}\n" for k, v in current.items())
+    body = "".join(f"{k}={env_value(v)}\n" for k, v in current.items())
     tmp = path.with_suffix(".tmp")
     tmp.write_text("# Written by scripts/fintx_local.py; local development only.\n" + body)
     tmp.chmod(0o600)

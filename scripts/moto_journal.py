@@ -1,6 +1,6 @@
 """Makes the local moto server cost what a request touches, not what the tables hold.
 
-`install()` changes three things in the pinned moto (monkeypatched at start-up; nothing
+`install()` changes four things in the pinned moto (monkeypatched at start-up; nothing
 under site-packages is edited):
 
 1. `TransactWriteItems` rollback. Stock moto deep-copies every table a transaction names
@@ -20,6 +20,9 @@ under site-packages is edited):
 3. Shard iterators. Every `GetRecords` answer registers a new iterator and moto keeps
    them all; here the newest `ITERATORS_KEPT` are kept (DynamoDB's expire after 15
    minutes), the oldest dropped first.
+4. Stream records. moto keeps each record, both item images included, as nested Python
+   dictionaries, several times the size of their JSON; here each is kept as its JSON text
+   and decoded when read (every record read from the stream is equal to moto's own).
 
 It mirrors moto 5.2.5 (the version requirements.txt pins) and refuses any other.
 """
@@ -27,6 +30,7 @@ It mirrors moto 5.2.5 (the version requirements.txt pins) and refuses any other.
 from __future__ import annotations
 
 import copy
+import json
 from collections import OrderedDict
 from typing import Any
 
@@ -208,8 +212,29 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
         raise TransactionCanceledException(errors)
 
 
+def _compact_stream_records(stream_record_cls: Any) -> None:
+    from moto.dynamodb.models.utilities import dynamo_json_dump
+
+    original_init = stream_record_cls.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        record = self.__dict__.pop("record")
+        created = record["dynamodb"].pop("ApproximateCreationDateTime")
+        self._created = created
+        self._text = dynamo_json_dump(record).encode()
+
+    def to_json(self: Any) -> dict[str, Any]:
+        record = json.loads(self._text)
+        record["dynamodb"]["ApproximateCreationDateTime"] = self._created
+        return record
+
+    stream_record_cls.__init__ = init
+    stream_record_cls.to_json = to_json
+
+
 def install() -> None:
-    """Applies the three changes above to the imported moto; idempotent."""
+    """Applies the four changes above to the imported moto; idempotent."""
     global _installed
     if _installed:
         return
@@ -235,4 +260,5 @@ def install() -> None:
         self.shard_iterators = _BoundedIterators()
 
     DynamoDBStreamsBackend.__init__ = streams_init
+    _compact_stream_records(StreamRecord)
     _installed = True

@@ -1,10 +1,20 @@
 """Feeds the ledger table's stream to the running analytics-rollups function, as Lambda's
-event source mapping does: batches of up to the template's BatchSize, each shard's
-position kept across batches, records reported in `batchItemFailures` retried from the
-first of them, and a record that keeps failing given up after the template's
-MaximumRetryAttempts (where Lambda would send it to the on-failure queue).
+event source mapping does: batches of up to the template's BatchSize in stream order per
+shard, records reported in `batchItemFailures` retried from the first of them, and a
+record that keeps failing given up after the template's MaximumRetryAttempts (where
+Lambda would send it to the on-failure queue).
 
-Usage: stream_pump.py ENV_FILE   (the .fintx/local.env that dev.sh writes)
+Robust on purpose:
+- Each shard's position is the sequence number of the last record it read; every read
+  takes a fresh iterator `AFTER_SEQUENCE_NUMBER` it, so no long-lived iterator can go
+  stale (or be left reading a stream object the emulator has replaced).
+- Every few seconds it compares the ledger table's item count with the stream: if the
+  table has grown while the stream has not advanced for `STALL_SECONDS`, it logs a
+  warning (`stream pump: STALLED ...`), re-reads the stream description and goes on.
+- Every delivered batch is logged: shard, sequence numbers, record count, lag.
+
+Usage: stream_pump.py ENV_FILE [--once]   (the .fintx/local.env that dev.sh writes)
+  --once   deliver everything the stream holds now, then exit (for tests and scripts)
 """
 
 import base64
@@ -19,6 +29,9 @@ import boto3
 from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parent.parent
+IDLE_SLEEP = 0.5
+HEALTH_EVERY = 5.0
+STALL_SECONDS = 15.0
 
 
 def read_env(path: str) -> dict:
@@ -26,6 +39,8 @@ def read_env(path: str) -> dict:
     for line in Path(path).read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             k, v = line.split("=", 1)
+            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+                v = v[1:-1]
             env[k] = v
     return env
 
@@ -67,63 +82,151 @@ def invoke(url: str, records: list) -> list[str]:
     return [f.get("itemIdentifier") for f in answer.get("batchItemFailures", [])]
 
 
-def main() -> None:
-    env = read_env(sys.argv[1])
-    batch_size, retries_max = mapping_settings()
-    port = env["FINTX_ANALYTICS_URL"].split("//", 1)[1].split("/", 1)[0]
-    url = f"http://{port}/2015-03-31/functions/analytics-rollups/invocations"
-    arn = env["FINTX_LEDGER_STREAM_ARN"]
-    streams = boto3.client(
-        "dynamodbstreams",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    iterators: dict[str, str] = {}
-    pending: dict[str, list] = {}
-    print(f"stream pump: {arn} -> analytics-rollups (batch size {batch_size})", flush=True)
-    while True:
-        shards = streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
-        for shard in shards:
-            sid = shard["ShardId"]
-            if sid not in iterators:
-                iterators[sid] = streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-                pending[sid] = []
-        idle = True
-        for sid in list(iterators):
-            if len(pending[sid]) < batch_size and iterators[sid]:
-                page = streams.get_records(ShardIterator=iterators[sid], Limit=batch_size)
-                pending[sid].extend(lambda_record(r, arn) for r in page.get("Records", []))
-                iterators[sid] = page.get("NextShardIterator")
-            batch = pending[sid][:batch_size]
-            if not batch:
+def log(message: str) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    print(f"{stamp} stream pump: {message}", flush=True)
+
+
+def seq_of(record: dict) -> str:
+    return record["dynamodb"]["SequenceNumber"]
+
+
+class Shard:
+    """One shard's read position and the records read but not yet delivered."""
+
+    def __init__(self, shard_id: str):
+        self.id = shard_id
+        self.last_read: str | None = None  # sequence number of the last record read
+        self.pending: list[dict] = []
+        self.delivered = 0
+
+
+class Pump:
+    def __init__(self, env: dict):
+        self.batch_size, self.retries_max = mapping_settings()
+        port = env["FINTX_ANALYTICS_URL"].split("//", 1)[1].split("/", 1)[0]
+        self.url = f"http://{port}/2015-03-31/functions/analytics-rollups/invocations"
+        self.arn = env["FINTX_LEDGER_STREAM_ARN"]
+        self.table = env.get("FINTX_LEDGER_TABLE")
+        kw = dict(
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.streams = boto3.client("dynamodbstreams", **kw)
+        self.dynamodb = boto3.client("dynamodb", **kw)
+        self.shards: dict[str, Shard] = {}
+        self.last_health = 0.0
+        self.last_item_count: int | None = None
+        self.last_advance = time.monotonic()
+        self.stalled = False
+
+    def discover(self) -> None:
+        description = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]
+        for shard in description.get("Shards", []):
+            if shard["ShardId"] not in self.shards:
+                self.shards[shard["ShardId"]] = Shard(shard["ShardId"])
+                log(f"reading shard {shard['ShardId']}")
+
+    def read(self, shard: Shard) -> int:
+        """Reads up to a batch after the shard's position into its pending records."""
+        if shard.last_read is None:
+            args = {"ShardIteratorType": "TRIM_HORIZON"}
+        else:
+            args = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_read}
+        iterator = self.streams.get_shard_iterator(StreamArn=self.arn, ShardId=shard.id, **args)["ShardIterator"]
+        records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size).get("Records", [])
+        if records:
+            shard.pending.extend(lambda_record(r, self.arn) for r in records)
+            shard.last_read = seq_of(records[-1])
+            self.last_advance = time.monotonic()
+            if self.stalled:
+                log("stream advancing again")
+                self.stalled = False
+        return len(records)
+
+    def deliver(self, shard: Shard) -> None:
+        batch = shard.pending[: self.batch_size]
+        for attempt in range(self.retries_max + 1):
+            try:
+                failed = invoke(self.url, batch)
+            except OSError as error:
+                log(f"invoke failed ({error}); retrying")
+                time.sleep(min(2**attempt, 10))
                 continue
-            idle = False
-            for attempt in range(retries_max + 1):
-                try:
-                    failed = invoke(url, batch)
-                except OSError as error:
-                    print(f"stream pump: invoke failed ({error}); retrying", flush=True)
-                    time.sleep(min(2**attempt, 10))
-                    continue
-                if not failed:
-                    pending[sid] = pending[sid][len(batch):]
-                    break
-                # Lambda retries from the first reported record.
-                first = min(
-                    i for i, r in enumerate(batch) if r["dynamodb"].get("SequenceNumber") in failed
-                ) if any(r["dynamodb"].get("SequenceNumber") in failed for r in batch) else 0
-                pending[sid] = pending[sid][first:]
-                batch = pending[sid][:batch_size]
-                time.sleep(min(0.2 * 2**attempt, 5))
-            else:
-                dropped = pending[sid].pop(0)
-                print(f"stream pump: gave up on record {dropped['dynamodb'].get('SequenceNumber')}", flush=True)
-        if idle:
-            time.sleep(0.5)
+            if not failed:
+                shard.pending = shard.pending[len(batch) :]
+                shard.delivered += len(batch)
+                created = batch[-1]["dynamodb"].get("ApproximateCreationDateTime")
+                lag = f", lag {time.time() - created:.2f} s" if isinstance(created, (int, float)) else ""
+                log(
+                    f"delivered {len(batch)} records {seq_of(batch[0])}..{seq_of(batch[-1])} of "
+                    f"{shard.id} ({shard.delivered} in all{lag})"
+                )
+                return
+            # Lambda retries from the first reported record.
+            positions = [i for i, r in enumerate(batch) if seq_of(r) in failed]
+            first = min(positions) if positions else 0
+            log(f"{len(failed)} records failed in the batch; retrying from {seq_of(batch[first])}")
+            shard.pending = shard.pending[first:]
+            batch = shard.pending[: self.batch_size]
+            time.sleep(min(0.2 * 2**attempt, 5))
+        dropped = shard.pending.pop(0)
+        log(f"gave up on record {seq_of(dropped)} after {self.retries_max} retries")
+
+    def health(self) -> None:
+        """Warns when the table changes while the stream stands still."""
+        now = time.monotonic()
+        if not self.table or now - self.last_health < HEALTH_EVERY:
+            return
+        self.last_health = now
+        try:
+            count = self.dynamodb.describe_table(TableName=self.table)["Table"]["ItemCount"]
+        except Exception as error:  # noqa: BLE001 - a health probe never stops the pump
+            log(f"health probe failed ({error})")
+            return
+        grew = self.last_item_count is not None and count > self.last_item_count
+        if grew and now - self.last_advance > STALL_SECONDS:
+            positions = ", ".join(f"{s.id} after {s.last_read}" for s in self.shards.values())
+            log(
+                f"STALLED: the ledger table grew by {count - self.last_item_count} items but its "
+                f"stream has not advanced for {now - self.last_advance:.0f} s ({positions}); "
+                "re-reading the stream description"
+            )
+            self.stalled = True
+            self.discover()
+        self.last_item_count = count
+
+    def step(self) -> bool:
+        """One pass over the shards; true if anything was read or delivered."""
+        self.discover()
+        busy = False
+        for shard in self.shards.values():
+            if len(shard.pending) < self.batch_size:
+                busy |= self.read(shard) > 0
+            if shard.pending:
+                self.deliver(shard)
+                busy = True
+        return busy
+
+    def run(self, once: bool = False) -> None:
+        log(f"{self.arn} -> analytics-rollups (batch size {self.batch_size})")
+        while True:
+            busy = self.step()
+            if once and not busy:
+                log("caught up")
+                return
+            self.health()
+            if not busy:
+                time.sleep(IDLE_SLEEP)
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    Pump(read_env(args[0])).run(once="--once" in sys.argv)
 
 
 if __name__ == "__main__":

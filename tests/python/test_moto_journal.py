@@ -287,6 +287,6 @@ def test_memory_per_transfer_stays_small(journaled):
     tracemalloc.stop()
     per_transfer = (end - start) / 400
     print(f"emulator memory per transfer: {per_transfer / 1024:.1f} KiB")
-    # What the data itself takes (items and stream records with both images) is about
-    # 20 KiB; stock moto's table copies grow by megabytes per transfer.
-    assert per_transfer < 40 * 1024, f"{per_transfer / 1024:.1f} KiB per transfer"
+    # What the data itself takes (items, and stream records with both images) is about
+    # 17 KiB; stock moto's table copies grow by about 10 MB per transfer.
+    assert per_transfer < 32 * 1024, f"{per_transfer / 1024:.1f} KiB per transfer"
