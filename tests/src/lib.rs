@@ -20,7 +20,10 @@ use fintx_adapters::settings::Tables;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
+pub mod faults;
+pub mod model;
 pub mod openapi;
+pub mod sim;
 
 /// An SDK interceptor that counts operations by name (`GenerateDataKey`, `PutItem`, ...).
 #[derive(Clone, Debug, Default)]

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use fintx_adapters::commit::{commit_resending, jittered_backoff};
 use fintx_adapters::http::{
     body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
-use fintx_adapters::commit::{commit_resending, jittered_backoff};
 use fintx_adapters::system;
 use fintx_domain::account::{Account, AccountKind, Metadata};
 use fintx_domain::auth::{Principal, Scope, TenantId};

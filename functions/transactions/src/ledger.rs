@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::commit::{commit_resending, jittered_backoff};
+use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::system;
 use fintx_domain::account::{Account, AccountKind, Metadata};
 use fintx_domain::auth::Principal;
@@ -224,8 +224,15 @@ async fn record_outcome(
     sent.clone_from(&write.idempotency);
     match commit_resending(app.store.as_ref(), &write).await {
         Ok(()) => Ok(true),
+        // Recorded meanwhile (by another request, or by this one's lost answer): replay.
         Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => Ok(false),
-        Err(CommitError::Rejected(_)) => Ok(true),
+        Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => Err(DomainError::IdempotencyKeyInUse),
+        // Refused by a concurrent transaction: decide again rather than answer a
+        // refusal that a replay would not find.
+        Err(CommitError::Rejected(_)) => {
+            tokio::time::sleep(jittered_backoff(0)).await;
+            Ok(false)
+        }
         Err(CommitError::Failed(e)) => Err(e),
     }
 }

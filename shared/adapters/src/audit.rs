@@ -71,7 +71,11 @@ pub mod capture {
 mod tests {
     #[test]
     fn an_audit_line_is_one_json_object_naming_the_event() {
-        let line = super::line("pii_reveal", &[("tenant", "t\"1"), ("record_id", "acct_1")], "2026-01-01T00:00:00Z");
+        let line = super::line(
+            "pii_reveal",
+            &[("tenant", "t\"1"), ("record_id", "acct_1")],
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["audit"], "pii_reveal");

@@ -115,7 +115,6 @@ pub(crate) fn corrupt(what: &str) -> DomainError {
     DomainError::Unavailable
 }
 
-
 fn account_pk(id: &AccountId) -> String {
     format!("ACCT#{id}")
 }

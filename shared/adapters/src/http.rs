@@ -341,7 +341,9 @@ mod strict {
                     .unwrap_or(rest.len());
                 let literal = &rest[..end];
                 match literal.parse::<f64>() {
-                    Ok(value) if value.is_infinite() && value.is_sign_negative() => out.push_str("-1.7976931348623157e308"),
+                    Ok(value) if value.is_infinite() && value.is_sign_negative() => {
+                        out.push_str("-1.7976931348623157e308")
+                    }
                     Ok(value) if value.is_infinite() => out.push_str("1.7976931348623157e308"),
                     _ => out.push_str(literal),
                 }

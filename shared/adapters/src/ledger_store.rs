@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update};
 use fintx_domain::account::Metadata;
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
@@ -62,7 +60,8 @@ fn metadata_value(metadata: &Metadata) -> AttributeValue {
     )
 }
 
-pub(crate) fn transfer_item(t: &Transfer) -> Attributes {
+/// A transfer as stored in the ledger table (and so as its stream images carry it).
+pub fn transfer_item(t: &Transfer) -> Attributes {
     let mut item = transfer_key(&t.id);
     let mut put = |k: &str, v: AttributeValue| {
         item.insert(k.to_owned(), v);

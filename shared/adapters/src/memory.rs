@@ -69,6 +69,13 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
+    /// Every payment (for invariant checks in tests).
+    pub fn all_payments(&self) -> Vec<Payment> {
+        self.state()
+            .map(|s| s.payments.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every transfer (for invariant checks in tests).
     pub fn all_transfers(&self) -> Vec<Transfer> {
         self.state()

@@ -17,6 +17,10 @@ pub fn emit(name: &str, value: f64, unit: &str, dimension: Option<(&str, &str)>)
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    #[cfg(feature = "test-support")]
+    if silenced() {
+        return;
+    }
     // One write per line so concurrent emitters never interleave within a document.
     let line = line(function, name, value, unit, dimension, timestamp);
     let _ = std::io::stdout().lock().write_all(&line);
@@ -64,6 +68,23 @@ pub fn line(
     let _ = serde_json::to_writer(&mut out, &value);
     out.extend_from_slice(b"}\n");
     out
+}
+
+#[cfg(feature = "test-support")]
+thread_local! {
+    static SILENCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Stops (or resumes) this thread's metric lines: a simulation of a million requests
+/// has no CloudWatch to feed.
+#[cfg(feature = "test-support")]
+pub fn silence(on: bool) {
+    SILENCED.with(|s| s.set(on));
+}
+
+#[cfg(feature = "test-support")]
+fn silenced() -> bool {
+    SILENCED.with(std::cell::Cell::get)
 }
 
 pub fn count(name: &str, dimension: Option<(&str, &str)>) {

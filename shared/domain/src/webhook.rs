@@ -165,13 +165,15 @@ impl Connector {
                 // The signature covers the body, so its `id` can be trusted now. A signed
                 // body without a usable id (not JSON, say) is still the connector's: it is
                 // named by its digest, so it is archived once however often it is resent.
-                let id = serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|value| {
-                    value
-                        .get("id")
-                        .and_then(|v| v.as_str())
-                        .filter(|id| !id.is_empty() && id.len() <= 255)
-                        .map(str::to_owned)
-                });
+                let id = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|value| {
+                        value
+                            .get("id")
+                            .and_then(|v| v.as_str())
+                            .filter(|id| !id.is_empty() && id.len() <= 255)
+                            .map(str::to_owned)
+                    });
                 Ok(id.unwrap_or_else(|| body_digest_id(body)))
             }
         }

@@ -127,7 +127,10 @@ async fn holders_are_masked_by_default_and_revealed_only_with_pii_read() {
         (&json!("pii_reveal"), &json!(id), &json!("user-1"), &json!("t1"))
     );
     for secret in [NAME, ACCOUNT_NUMBER, ROUTING, IBAN] {
-        assert!(!audit[0].contains(secret), "the audit line names the record, never the data");
+        assert!(
+            !audit[0].contains(secret),
+            "the audit line names the record, never the data"
+        );
     }
     // The audit trail is not a log line: the strict level dropped every info line.
     assert!(!logs.text().contains("pii_reveal"), "{}", logs.text());
