@@ -5,9 +5,10 @@ record that keeps failing given up after the template's MaximumRetryAttempts (wh
 Lambda would send it to the on-failure queue).
 
 Robust on purpose:
-- Each shard's position is the sequence number of the last record it read; every read
-  takes a fresh iterator `AFTER_SEQUENCE_NUMBER` it, so no long-lived iterator can go
-  stale (or be left reading a stream object the emulator has replaced).
+- Each shard's position is the sequence number of the last record it delivered; every
+  read takes a fresh iterator `AFTER_SEQUENCE_NUMBER` it, so no long-lived iterator can
+  go stale (or be left reading a stream object the emulator has replaced), and a record
+  is read again until it is delivered.
 - Every few seconds it compares the ledger table's item count with the stream: if the
   table has grown while the stream has not advanced for `STALL_SECONDS`, it logs a
   warning (`stream pump: STALLED ...`), re-reads the stream description and goes on.
@@ -92,12 +93,11 @@ def seq_of(record: dict) -> str:
 
 
 class Shard:
-    """One shard's read position and the records read but not yet delivered."""
+    """One shard's position: the sequence number of the last record delivered."""
 
     def __init__(self, shard_id: str):
         self.id = shard_id
-        self.last_read: str | None = None  # sequence number of the last record read
-        self.pending: list[dict] = []
+        self.last_delivered: str | None = None
         self.delivered = 0
 
 
@@ -129,25 +129,34 @@ class Pump:
                 self.shards[shard["ShardId"]] = Shard(shard["ShardId"])
                 log(f"reading shard {shard['ShardId']}")
 
-    def read(self, shard: Shard) -> int:
-        """Reads up to a batch after the shard's position into its pending records."""
-        if shard.last_read is None:
+    def read(self, shard: Shard) -> list[dict]:
+        """Up to a batch of the records after the shard's last delivered one."""
+        if shard.last_delivered is None:
             args = {"ShardIteratorType": "TRIM_HORIZON"}
         else:
-            args = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_read}
+            args = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_delivered}
         iterator = self.streams.get_shard_iterator(StreamArn=self.arn, ShardId=shard.id, **args)["ShardIterator"]
         records = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size).get("Records", [])
         if records:
-            shard.pending.extend(lambda_record(r, self.arn) for r in records)
-            shard.last_read = seq_of(records[-1])
             self.last_advance = time.monotonic()
             if self.stalled:
                 log("stream advancing again")
                 self.stalled = False
-        return len(records)
+        return [lambda_record(r, self.arn) for r in records]
 
-    def deliver(self, shard: Shard) -> None:
-        batch = shard.pending[: self.batch_size]
+    def delivered(self, shard: Shard, batch: list[dict]) -> None:
+        shard.last_delivered = seq_of(batch[-1])
+        shard.delivered += len(batch)
+        created = batch[-1]["dynamodb"].get("ApproximateCreationDateTime")
+        lag = f", lag {time.time() - created:.2f} s" if isinstance(created, (int, float)) else ""
+        log(
+            f"delivered {len(batch)} records {seq_of(batch[0])}..{seq_of(batch[-1])} of "
+            f"{shard.id} ({shard.delivered} in all{lag})"
+        )
+
+    def deliver(self, shard: Shard, batch: list[dict]) -> None:
+        """Delivers a batch; on reported failures, what came before the first failed record
+        counts as delivered and the rest is retried (then read again from the stream)."""
         for attempt in range(self.retries_max + 1):
             try:
                 failed = invoke(self.url, batch)
@@ -156,24 +165,19 @@ class Pump:
                 time.sleep(min(2**attempt, 10))
                 continue
             if not failed:
-                shard.pending = shard.pending[len(batch) :]
-                shard.delivered += len(batch)
-                created = batch[-1]["dynamodb"].get("ApproximateCreationDateTime")
-                lag = f", lag {time.time() - created:.2f} s" if isinstance(created, (int, float)) else ""
-                log(
-                    f"delivered {len(batch)} records {seq_of(batch[0])}..{seq_of(batch[-1])} of "
-                    f"{shard.id} ({shard.delivered} in all{lag})"
-                )
+                self.delivered(shard, batch)
                 return
             # Lambda retries from the first reported record.
             positions = [i for i, r in enumerate(batch) if seq_of(r) in failed]
             first = min(positions) if positions else 0
             log(f"{len(failed)} records failed in the batch; retrying from {seq_of(batch[first])}")
-            shard.pending = shard.pending[first:]
-            batch = shard.pending[: self.batch_size]
+            if first > 0:
+                self.delivered(shard, batch[:first])
+            batch = batch[first:]
             time.sleep(min(0.2 * 2**attempt, 5))
-        dropped = shard.pending.pop(0)
-        log(f"gave up on record {seq_of(dropped)} after {self.retries_max} retries")
+        # Where Lambda would send it to the on-failure destination: skip it.
+        log(f"gave up on record {seq_of(batch[0])} after {self.retries_max} retries")
+        shard.last_delivered = seq_of(batch[0])
 
     def health(self) -> None:
         """Warns when the table changes while the stream stands still."""
@@ -188,7 +192,7 @@ class Pump:
             return
         grew = self.last_item_count is not None and count > self.last_item_count
         if grew and now - self.last_advance > STALL_SECONDS:
-            positions = ", ".join(f"{s.id} after {s.last_read}" for s in self.shards.values())
+            positions = ", ".join(f"{s.id} after {s.last_delivered}" for s in self.shards.values())
             log(
                 f"STALLED: the ledger table grew by {count - self.last_item_count} items but its "
                 f"stream has not advanced for {now - self.last_advance:.0f} s ({positions}); "
@@ -203,10 +207,9 @@ class Pump:
         self.discover()
         busy = False
         for shard in self.shards.values():
-            if len(shard.pending) < self.batch_size:
-                busy |= self.read(shard) > 0
-            if shard.pending:
-                self.deliver(shard)
+            batch = self.read(shard)
+            if batch:
+                self.deliver(shard, batch)
                 busy = True
         return busy
 

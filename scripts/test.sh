@@ -16,8 +16,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== template validation"
 .venv/bin/python scripts/validate_template.py template.yaml
 
-echo "== local emulator: journaled transactions against stock moto, memory per transfer"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_moto_journal.py
+echo "== local emulator: journaled transactions against stock moto, memory per transfer; stream pump"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_moto_journal.py tests/python/test_stream_pump.py
 
 state=.fintx/test-$$
 stack=.fintx/stack-$$
