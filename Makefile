@@ -1,5 +1,5 @@
 # fintx: the two commands a newcomer needs are `make dev` and `make test`.
-.PHONY: dev dev-up dev-down test venv lock load events validate bench build clean-local
+.PHONY: dev dev-up dev-down test venv lock load simulate events validate bench build clean-local
 
 ## Start the local stack in the foreground, run the demo; Ctrl-C stops everything.
 dev: venv
@@ -17,6 +17,14 @@ dev-down:
 ## and analytics. Options: make load ARGS="--count 100000 --concurrency 8 --seed 7 --mix payment=0"
 load: venv
 	.venv/bin/python scripts/load.py $(ARGS)
+
+## The deterministic simulation (SPEC §11): a million operations with faults at every port,
+## checked against the reference model. Options: make simulate SEED=7 OPS=1000000
+## (WORLD=<world seed> re-runs the one world a violation named, with its reproducer).
+SEED ?= 1
+OPS ?= 1000000
+simulate:
+	cargo run --profile simulate --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
 
 ## Every test: template validation, unit, property and emulator-backed tests.
 test:

@@ -1773,7 +1773,7 @@ impl World {
             .filter_map(|a| AccountId::parse(&a.id))
             .collect();
         let mut sums: BTreeMap<(String, &str), Minor> = BTreeMap::new();
-        for chunk in ids.chunks(50) {
+        for chunk in ids.chunks(25) {
             let reads = fintx_domain::ports::Reads {
                 any_tenant: true,
                 accounts: chunk.to_vec(),
@@ -1962,6 +1962,29 @@ pub async fn run_sequence_tallied(
     world.violations
 }
 
+/// Runs a sequence in a fresh world over any ledger store (the DynamoDB adapter on the
+/// emulator, a deliberately broken store), with the answers and balances checked
+/// against the model through the store's port.
+pub async fn run_over(store: Arc<dyn LedgerStore>, world_seed: u64, ops: &[(Op, u64)], faults: bool) -> Vec<Violation> {
+    simulated::install(START_MS, world_seed);
+    fintx_adapters::metrics::silence(true);
+    let mut world = World::over(store, world_seed, faults);
+    for (i, (op, step_seed)) in ops.iter().enumerate() {
+        world.step(i, op, *step_seed).await;
+        if !world.violations.is_empty() {
+            break;
+        }
+    }
+    simulated::uninstall();
+    fintx_adapters::metrics::silence(false);
+    world.violations
+}
+
+/// The seed of world `index` of a simulation seeded with `seed`.
+pub fn world_seed(seed: u64, index: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9).wrapping_add(index)
+}
+
 /// Runs `total` operations as worlds of `per_world` operations each, from `seed`. On a
 /// violation, shrinks the failing world's sequence and prints the reproducer.
 pub async fn simulate(seed: u64, total: u64, per_world: u64, faults: bool, mut progress: impl FnMut(u64)) -> Report {
@@ -1971,7 +1994,7 @@ pub async fn simulate(seed: u64, total: u64, per_world: u64, faults: bool, mut p
     let mut world = 0u64;
     while done < total {
         let len = per_world.min(total - done) as usize;
-        let world_seed = seed.wrapping_mul(0x9e37_79b9).wrapping_add(world);
+        let world_seed = world_seed(seed, world);
         let ops = sequence(world_seed, len);
         let found = run_sequence_tallied(world_seed, &ops, faults, &mut tally).await;
         if let Some(first) = found.into_iter().next() {

@@ -62,7 +62,7 @@ const BATCH_GET_TRIES_MAX: u32 = 8;
 /// jittered backoff for the keys DynamoDB leaves unprocessed. Keys still unprocessed
 /// after the last try are an error, never a silently shorter answer: a caller that
 /// counted on them would undercount.
-pub(crate) async fn batch_get_all(
+pub async fn batch_get_all(
     client: &Client,
     table: &str,
     keys: Vec<HashMap<String, AttributeValue>>,

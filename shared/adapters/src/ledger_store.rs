@@ -443,6 +443,10 @@ impl LedgerStore for DynamoStore {
     }
 
     async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
+        if let Err(error) = write.check_balanced() {
+            tracing::error!(%error, "refusing a ledger write that does not balance");
+            return Err(CommitError::Failed(error));
+        }
         let ledger = self.tables().ledger.as_str();
         let mut items = Vec::new();
         let mut roles = Vec::new();

@@ -146,6 +146,7 @@ impl LedgerStore for MemoryStore {
     }
 
     async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
+        write.check_balanced()?;
         let mut state = self.state()?;
         let reject = |r| Err(CommitError::Rejected(r));
         // Check every condition first, then apply: all or nothing, like a transaction.

@@ -92,6 +92,10 @@ impl DynamoRollups {
         Self { client, table }
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     async fn existing_markers(&self, movements: &[&Movement]) -> Result<HashSet<TransferId>, DomainError> {
         let keys = movements
             .iter()

@@ -210,6 +210,10 @@ pub enum DomainError {
     EncryptionUnavailable,
     #[error("a dependency is temporarily unavailable")]
     Unavailable,
+    /// A write whose balance changes do not sum to zero: a programming error, refused
+    /// before it reaches storage and answered as opaque unavailability.
+    #[error("a ledger write does not balance")]
+    Unbalanced,
 }
 
 impl DomainError {
@@ -240,7 +244,7 @@ impl DomainError {
             E::TimestampOutOfTolerance => ErrorCode::TimestampOutOfTolerance,
             E::UnknownConnector => ErrorCode::UnknownConnector,
             E::EncryptionUnavailable => ErrorCode::EncryptionUnavailable,
-            E::Unavailable => ErrorCode::Unavailable,
+            E::Unavailable | E::Unbalanced => ErrorCode::Unavailable,
         }
     }
 

@@ -2,6 +2,7 @@
 //! DynamoDB and KMS; in-memory versions serve unit tests and benchmarks.
 
 use async_trait::async_trait;
+use rust_decimal::Decimal;
 
 use crate::account::Account;
 use crate::auth::TenantId;
@@ -137,6 +138,35 @@ pub struct LedgerWrite {
 }
 
 impl LedgerWrite {
+    /// Double entry, asserted before a write leaves the process: the balance changes it
+    /// carries (its deltas and the opening balances of the accounts it creates) sum to
+    /// zero posted, and its pending debits equal its pending credits. A write that fails
+    /// this is a programming error; stores refuse it, so it never reaches the table.
+    pub fn check_balanced(&self) -> Result<(), DomainError> {
+        let mut posted = Decimal::ZERO;
+        let mut pending_debits = Decimal::ZERO;
+        let mut pending_credits = Decimal::ZERO;
+        let changes = self
+            .deltas
+            .iter()
+            .map(|d| (d.posted, d.pending_debits, d.pending_credits))
+            .chain(
+                self.new_accounts
+                    .iter()
+                    .map(|a| (a.balance.posted, a.balance.pending_debits, a.balance.pending_credits)),
+            );
+        for (p, pd, pc) in changes {
+            posted = posted.checked_add(p).ok_or(DomainError::Overflow)?;
+            pending_debits = pending_debits.checked_add(pd).ok_or(DomainError::Overflow)?;
+            pending_credits = pending_credits.checked_add(pc).ok_or(DomainError::Overflow)?;
+        }
+        if posted.is_zero() && pending_debits == pending_credits {
+            Ok(())
+        } else {
+            Err(DomainError::Unbalanced)
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.idempotency.is_none()
             && self.deltas.is_empty()
@@ -225,4 +255,41 @@ pub trait RollupStore: Send + Sync {
         first: &str,
         last: &str,
     ) -> Result<Vec<(String, Totals)>, DomainError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::AccountId;
+    use crate::transfer::AccountDelta;
+
+    fn delta(n: u128, posted: i64, pending_debits: i64, pending_credits: i64) -> AccountDelta {
+        AccountDelta {
+            account_id: AccountId::from_ulid(ulid::Ulid::from_parts(1, n)),
+            posted: Decimal::from(posted),
+            pending_debits: Decimal::from(pending_debits),
+            pending_credits: Decimal::from(pending_credits),
+            cover: None,
+        }
+    }
+
+    #[test]
+    fn only_balanced_writes_pass() {
+        let balanced = LedgerWrite {
+            deltas: vec![delta(1, -5, 3, 0), delta(2, 5, 0, 3)],
+            ..LedgerWrite::default()
+        };
+        assert_eq!(balanced.check_balanced(), Ok(()));
+        for deltas in [
+            vec![delta(1, -5, 0, 0), delta(2, 4, 0, 0)],
+            vec![delta(1, 0, 3, 0), delta(2, 0, 0, 2)],
+            vec![delta(1, 1, 0, 0)],
+        ] {
+            let write = LedgerWrite {
+                deltas,
+                ..LedgerWrite::default()
+            };
+            assert_eq!(write.check_balanced(), Err(DomainError::Unbalanced));
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! ledger's invariants after every step. Repeatable from its seed; a violation prints the
 //! seed of its world and the shortest reproducing sequence found.
 //!
-//! Usage: `simulate [--seed N] [--ops N] [--per-world N] [--no-faults]`
+//! Usage: `simulate [--seed N] [--ops N] [--per-world N] [--no-faults] [--world-seed W]`
+//! (`--world-seed` runs the one world a violation named, with its shortest reproducer).
 
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ fn main() {
     let mut ops: u64 = 1_000_000;
     let mut per_world: u64 = 400;
     let mut faults = true;
+    let mut only_world: Option<u64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> u64 {
@@ -25,6 +27,7 @@ fn main() {
             "--ops" => ops = number("--ops"),
             "--per-world" => per_world = number("--per-world").max(1),
             "--no-faults" => faults = false,
+            "--world-seed" => only_world = Some(number("--world-seed")),
             other => usage(&format!("unknown option {other}")),
         }
     }
@@ -33,6 +36,23 @@ fn main() {
         .start_paused(true)
         .build()
         .unwrap_or_else(|e| usage(&format!("no runtime: {e}")));
+    if let Some(world) = only_world {
+        let found = runtime.block_on(async {
+            let ops = fintx_tests::sim::sequence(world, per_world as usize);
+            let found = fintx_tests::sim::run_sequence(world, &ops, faults).await;
+            if let Some(first) = found.first() {
+                let shortest =
+                    fintx_tests::sim::shrink(world, ops[..=first.step.min(ops.len() - 1)].to_vec(), faults).await;
+                eprintln!("simulate: world {world}: {}", first.what);
+                for (op, step_seed) in shortest {
+                    eprintln!("  {op:?} faults-seed={step_seed}");
+                }
+            }
+            found.len()
+        });
+        println!("simulate: world-seed={world} ops={per_world} violations={found}");
+        std::process::exit(i32::from(found > 0));
+    }
     let started = Instant::now();
     let mut next_report = 100_000;
     let report = runtime.block_on(fintx_tests::sim::simulate(seed, ops, per_world, faults, |done| {
@@ -72,6 +92,8 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("simulate: {problem}\nusage: simulate [--seed N] [--ops N] [--per-world N] [--no-faults]");
+    eprintln!(
+        "simulate: {problem}\nusage: simulate [--seed N] [--ops N] [--per-world N] [--no-faults] [--world-seed W]"
+    );
     std::process::exit(2);
 }
