@@ -277,7 +277,7 @@ def dev_connectors(kms, key_id: str) -> dict[str, str]:
         EncryptionContext={"purpose": "connector-config"},
     )["CiphertextBlob"]
     return {
-        "FINTX_CONNECTORS": "demo-bank,demo-stripe",
+        "FINTX_CONNECTORS": "demo-bank=*,demo-stripe=*",
         "FINTX_CONNECTOR_CONFIG_CIPHERTEXT": base64.b64encode(blob).decode(),
         "FINTX_CONNECTOR_DEMO_BANK_SCHEME": "standard-webhooks",
         "FINTX_CONNECTOR_DEMO_BANK_SECRET": demo_bank,
