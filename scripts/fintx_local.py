@@ -57,7 +57,7 @@ def moto_serve(port_file: str) -> None:
     )
     from werkzeug.serving import make_server
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = moto_journal.settled_heap(DomainDispatcherApplication(create_backend_app))
     # Port 0: the kernel picks a free port, so parallel stacks never collide.
     server = make_server(
         "127.0.0.1", 0, app, threaded=False, processes=1, request_handler=MotoRequestHandler

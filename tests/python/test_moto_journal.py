@@ -290,3 +290,25 @@ def test_memory_per_transfer_stays_small(journaled):
     # What the data itself takes (items, and stream records with both images) is about
     # 17 KiB; stock moto's table copies grow by about 10 MB per transfer.
     assert per_transfer < 32 * 1024, f"{per_transfer / 1024:.1f} KiB per transfer"
+
+
+def test_the_server_settles_its_heap_so_full_collections_stay_small(journaled, monkeypatch):
+    import gc
+
+    ddb, _ = journaled
+    ddb.transact_write_items(TransactItems=[account(f"acct-{i}", 10**6) for i in range(51)])
+    for i in range(1, 101):
+        outcome(ddb, ledger_transfer(i))
+    monkeypatch.setattr(moto_journal, "SETTLE_EVERY", 10)
+    served = []
+    app = moto_journal.settled_heap(lambda environ, start_response: served.append(1) or [b""])
+    try:
+        tracked = len(gc.get_objects())
+        for _ in range(10):
+            app({}, None)
+        assert len(served) == 10
+        # What the tables hold no longer counts for a full collection.
+        assert gc.get_freeze_count() >= tracked // 2
+        assert len(gc.get_objects()) < tracked // 10
+    finally:
+        gc.unfreeze()
