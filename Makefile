@@ -19,12 +19,13 @@ load: venv
 	.venv/bin/python scripts/load.py $(ARGS)
 
 ## The deterministic simulation (SPEC §11): a million operations with faults at every port,
-## checked against the reference model. Options: make simulate SEED=7 OPS=1000000
+## checked against the reference model, on one core. Built with the tests' profile, so
+## after `make test` it starts at once. Options: make simulate SEED=7 OPS=1000000
 ## (WORLD=<world seed> re-runs the one world a violation named, with its reproducer).
 SEED ?= 1
 OPS ?= 1000000
 simulate:
-	cargo run --profile simulate --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
+	cargo run --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
 
 ## Every test: template validation, unit, property and emulator-backed tests.
 test:

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod analytics;
+mod architecture;
 mod encryption;
 mod events;
 mod footprint;
@@ -12,5 +13,6 @@ mod model;
 mod rollup_faults;
 mod side_doors;
 mod template;
+mod template_guards;
 mod webhook_properties;
 mod webhooks;
