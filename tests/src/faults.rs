@@ -120,6 +120,9 @@ struct Plan {
 pub struct FaultyStore {
     inner: Arc<dyn LedgerStore>,
     plan: Mutex<Plan>,
+    /// A rule broken on purpose: every write is changed by this before it commits
+    /// (tests that the comparison with the model catches a wrong store).
+    mutation: Option<fn(&mut LedgerWrite)>,
 }
 
 fn holds(write: &LedgerWrite) -> Vec<String> {
@@ -136,6 +139,15 @@ impl FaultyStore {
         FaultyStore {
             inner,
             plan: Mutex::new(Plan::default()),
+            mutation: None,
+        }
+    }
+
+    /// A store that changes every write by `mutation` before committing it.
+    pub fn mutant(inner: Arc<dyn LedgerStore>, mutation: fn(&mut LedgerWrite)) -> Self {
+        FaultyStore {
+            mutation: Some(mutation),
+            ..FaultyStore::new(inner)
         }
     }
 
@@ -215,7 +227,14 @@ impl FaultyStore {
     }
 
     async fn commit_once(&self, write: &LedgerWrite) -> Result<(), CommitError> {
-        let result = self.inner.commit(write).await;
+        let result = match self.mutation {
+            Some(mutation) => {
+                let mut changed = write.clone();
+                mutation(&mut changed);
+                self.inner.commit(&changed).await
+            }
+            None => self.inner.commit(write).await,
+        };
         if result.is_ok() {
             self.plan.lock().unwrap().committed = true;
         }

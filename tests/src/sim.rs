@@ -1608,8 +1608,11 @@ impl World {
     // ------------------------------------------------------------------ invariants
 
     async fn check_invariants(&mut self, index: usize) {
+        // Balances every step; every transfer, payment and clearing account every 16th
+        // step and at the end of a world (the shrinker finds the step that broke them).
+        let full = index % 16 == 0;
         let problems = match self.store.clone() {
-            Some(memory) => self.memory_invariants(&memory),
+            Some(memory) => self.memory_invariants(&memory, full),
             None => self.port_invariants().await,
         };
         for p in problems {
@@ -1618,7 +1621,7 @@ impl World {
     }
 
     /// Over the in-memory store: everything, against the model.
-    fn memory_invariants(&self, memory: &MemoryStore) -> Vec<String> {
+    fn memory_invariants(&self, memory: &MemoryStore, full: bool) -> Vec<String> {
         let mut problems = Vec::new();
         let accounts = memory.all_accounts();
         let mut sums: BTreeMap<(String, &str), (Minor, Minor, Minor)> = BTreeMap::new();
@@ -1666,6 +1669,9 @@ impl World {
                 accounts.len(),
                 self.model.accounts.len()
             ));
+        }
+        if !full {
+            return problems;
         }
         let transfers = memory.all_transfers();
         if transfers.len() != self.model.transfers.len() {
@@ -1952,6 +1958,11 @@ pub async fn run_sequence_tallied(
     }
     if world.violations.is_empty() {
         world.calm();
+        if let Some(memory) = world.store.clone() {
+            for problem in world.memory_invariants(&memory, true) {
+                world.violation(ops.len(), problem);
+            }
+        }
         world.check_rollups(ops.len()).await;
     }
     simulated::uninstall();

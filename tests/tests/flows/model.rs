@@ -5,15 +5,11 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use fintx_adapters::memory::MemoryStore;
-use fintx_domain::account::Account;
-use fintx_domain::auth::TenantId;
-use fintx_domain::ids::{AccountId, TransferId};
-use fintx_domain::ports::{AccountStore, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Snapshot};
-use fintx_domain::transfer::Transfer;
-use fintx_domain::webhook::Outcome;
+use fintx_domain::ids::AccountId;
+use fintx_domain::ports::{CommitError, LedgerStore, LedgerWrite};
 use fintx_domain::DomainError;
+use fintx_tests::faults::FaultyStore;
 use fintx_tests::sim::{run_over, sequence, simulate, world_seed};
 use fintx_tests::Stack;
 
@@ -94,65 +90,8 @@ async fn the_dynamodb_adapter_agrees_with_the_reference_model_on_the_emulator() 
 
 // ------------------------------------------------------------------- mutants
 
-/// A store with one rule broken on purpose.
-struct Mutant {
-    inner: MemoryStore,
-    mutation: fn(&mut LedgerWrite),
-}
-
-#[async_trait]
-impl AccountStore for Mutant {
-    async fn insert_account(&self, account: &Account) -> Result<(), DomainError> {
-        self.inner.insert_account(account).await
-    }
-    async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> Result<Option<Account>, DomainError> {
-        self.inner.get_account(tenant, id).await
-    }
-    async fn list_accounts(
-        &self,
-        tenant: &TenantId,
-        limit: usize,
-        before: Option<AccountId>,
-    ) -> Result<Page<Account, AccountId>, DomainError> {
-        self.inner.list_accounts(tenant, limit, before).await
-    }
-}
-
-#[async_trait]
-impl LedgerStore for Mutant {
-    async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
-        self.inner.read(tenant, reads).await
-    }
-    async fn commit(&self, write: &LedgerWrite) -> Result<(), CommitError> {
-        let mut write = write.clone();
-        (self.mutation)(&mut write);
-        self.inner.commit(&write).await
-    }
-    async fn list_events(
-        &self,
-        tenant: Option<&TenantId>,
-        outcome: Outcome,
-        limit: usize,
-        before: Option<String>,
-    ) -> Result<Page<EventRecord, String>, DomainError> {
-        self.inner.list_events(tenant, outcome, limit, before).await
-    }
-    async fn list_account_transfers(
-        &self,
-        tenant: &TenantId,
-        account: &AccountId,
-        limit: usize,
-        before: Option<TransferId>,
-    ) -> Result<Page<Transfer, TransferId>, DomainError> {
-        self.inner.list_account_transfers(tenant, account, limit, before).await
-    }
-}
-
 async fn violations_with(mutation: fn(&mut LedgerWrite)) -> usize {
-    let store = Arc::new(Mutant {
-        inner: MemoryStore::new(),
-        mutation,
-    });
+    let store = Arc::new(FaultyStore::mutant(Arc::new(MemoryStore::new()), mutation));
     let seed = world_seed(31, 0);
     run_over(store, seed, &sequence(seed, 400), false).await.len()
 }
