@@ -82,8 +82,7 @@ pub async fn load_connectors(
     ciphertext_base64: &str,
 ) -> Result<fintx_domain::webhook::Connectors, String> {
     use base64::Engine;
-    use fintx_domain::payment::ConnectorName;
-    use fintx_domain::webhook::{Connector, Connectors, Scheme};
+    use fintx_domain::webhook::Connectors;
 
     if ciphertext_base64.trim().is_empty() {
         return Ok(Connectors::default());
@@ -104,8 +103,16 @@ pub async fn load_connectors(
             )
         })?;
     let plaintext = zeroize::Zeroizing::new(output.plaintext.ok_or("KMS returned no plaintext")?.into_inner());
+    parse_connector_config(&plaintext)
+}
+
+/// Reads the decrypted connector configuration (the JSON described at [`load_connectors`]).
+pub fn parse_connector_config(plaintext: &[u8]) -> Result<fintx_domain::webhook::Connectors, String> {
+    use fintx_domain::payment::ConnectorName;
+    use fintx_domain::webhook::{Connector, Connectors, Scheme};
+
     let config: serde_json::Value =
-        serde_json::from_slice(&plaintext).map_err(|_| "the connector configuration is not JSON".to_owned())?;
+        serde_json::from_slice(plaintext).map_err(|_| "the connector configuration is not JSON".to_owned())?;
     let entries = config
         .get("connectors")
         .and_then(|c| c.as_object())
