@@ -1,6 +1,6 @@
 """Makes the local moto server cost what a request touches, not what the tables hold.
 
-`install()` changes four things in the pinned moto (monkeypatched at start-up; nothing
+`install()` changes five things in the pinned moto (monkeypatched at start-up; nothing
 under site-packages is edited):
 
 1. `TransactWriteItems` rollback. Stock moto deep-copies every table a transaction names
@@ -23,6 +23,9 @@ under site-packages is edited):
 4. Stream records. moto keeps each record, both item images included, as nested Python
    dictionaries, several times the size of their JSON; here each is kept as its JSON text
    and decoded when read (every record read from the stream is equal to moto's own).
+5. Query on a table's own key. moto lists and sorts every item of the table to answer a
+   `Query` for one partition key; here it is handed that partition's items only (the
+   same items in the same order), so a Query costs the partition, not the table.
 
 `settled_heap(app)` wraps the server's WSGI application so that Python's cyclic garbage
 collector does not stall it as the data grows: every `SETTLE_EVERY` requests it collects
@@ -242,15 +245,39 @@ def _compact_stream_records(stream_record_cls: Any) -> None:
     stream_record_cls.to_json = to_json
 
 
+def _partition_queries(table_cls: Any) -> None:
+    original_query = table_cls.query
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        partition = self.items.get(hash_key)
+        if partition is None:
+            items = []
+        elif self.range_key_attr is not None:
+            items = sorted(partition.values(), key=lambda item: item.range_key)
+        else:
+            items = [partition]
+        # moto's query reads the table through all_items(); for this call it is this list.
+        self.all_items = lambda: items
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    table_cls.query = query
+
+
 def install() -> None:
-    """Applies the four changes above to the imported moto; idempotent."""
+    """Applies the five changes above to the imported moto; idempotent."""
     global _installed
     if _installed:
         return
     import moto
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import Item
-    from moto.dynamodb.models.table import StreamRecord
+    from moto.dynamodb.models.table import StreamRecord, Table
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 
     if moto.__version__ != MOTO_VERSION:
@@ -270,6 +297,7 @@ def install() -> None:
 
     DynamoDBStreamsBackend.__init__ = streams_init
     _compact_stream_records(StreamRecord)
+    _partition_queries(Table)
     _installed = True
 
 

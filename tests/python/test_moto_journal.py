@@ -164,8 +164,36 @@ def outcome(ddb, items):
         }
 
 
+def queries(ddb) -> list:
+    """Queries of one partition: both directions, pages, key conditions, a filter; and
+    of a missing partition and of a table without a sort key."""
+    out = []
+    for extra in (
+        {},
+        {"ScanIndexForward": False},
+        {"Limit": 2},
+        {"Limit": 2, "ScanIndexForward": False},
+        {"KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b", "ExpressionAttributeValues": {":p": s("p"), ":a": s("e2"), ":b": s("e4")}},
+        {"KeyConditionExpression": "pk = :p AND begins_with(sk, :a)", "ExpressionAttributeValues": {":p": s("p"), ":a": s("e")}},
+        {"FilterExpression": "attribute_exists(body)"},
+    ):
+        request = {"TableName": LEDGER, "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": s("p")}, **extra}
+        pages = []
+        for _ in range(10):
+            page = ddb.query(**request)
+            pages.append({k: page.get(k) for k in ("Items", "Count", "ScannedCount", "LastEvaluatedKey")})
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        out.append(pages)
+    out.append(ddb.query(TableName=LEDGER, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": s("nothing")})["Items"])
+    out.append(ddb.query(TableName=KEYS, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": s("key-1")})["Items"])
+    return out
+
+
 def run_scenario() -> list:
-    """Every step's answer, then both tables and both streams as they stand after it."""
+    """Every step's answer, then both tables and both streams as they stand after it; then
+    queries over a partition of several items."""
     with mock_aws():
         ddb, streams = clients()
         create_tables(ddb)
@@ -178,6 +206,9 @@ def run_scenario() -> list:
                     "streams": {t: stream_records(ddb, streams, t) for t in (LEDGER, KEYS)},
                 }
             )
+        ddb.transact_write_items(TransactItems=[new_record(LEDGER, "p", f"e{i}", body=str(i)) for i in (3, 1, 5, 2, 4)])
+        ddb.transact_write_items(TransactItems=[new_record(LEDGER, "p0", "e1"), new_record(LEDGER, "q", "e1")])
+        log.append({"queries": queries(ddb)})
         return log
 
 
@@ -193,16 +224,17 @@ def run_in_subprocess(patched: bool) -> list:
 def test_journaled_transactions_answer_and_store_exactly_as_moto_does():
     stock = run_in_subprocess(patched=False)
     journaled = run_in_subprocess(patched=True)
-    assert len(stock) == len(STEPS)
+    assert len(stock) == len(STEPS) + 1
+    assert len(stock[-1]["queries"][2]) == 3, "Limit 2 over five items pages"
     # The scenario reaches every kind of answer it means to compare.
-    codes = [step["answer"].get("code") for step in stock]
+    codes = [step["answer"].get("code") for step in stock[:-1]]
     assert codes.count("TransactionCanceledException") >= 7
     assert "ValidationException" in codes
-    reasons = [r for step in stock for r in (step["answer"].get("reasons") or [])]
+    reasons = [r for step in stock[:-1] for r in (step["answer"].get("reasons") or [])]
     assert any("Item" in r for r in reasons), "an ALL_OLD item among the reasons"
     assert any(r["Code"] == "ConditionalCheckFailed" and "Item" not in r for r in reasons)
     for i, (a, b) in enumerate(zip(stock, journaled)):
-        assert a == b, f"step {i} differs: {STEPS[i]!r}"
+        assert a == b, f"step {i} differs: {(STEPS + ['queries'])[i]!r}"
 
 
 @pytest.fixture()
