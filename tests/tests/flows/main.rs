@@ -10,6 +10,7 @@ mod footprint;
 mod ledger;
 mod ledger_faults;
 mod model;
+mod no_secrets;
 mod rollup_faults;
 mod side_doors;
 mod template;
