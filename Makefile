@@ -27,6 +27,15 @@ OPS ?= 1000000
 simulate:
 	cargo run --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
 
+## Fuzz every parser that sees outside bytes (fuzz/, stable toolchain), each target for
+## SECONDS, then schemathesis on a private local stack. Options: make fuzz SECONDS=600
+## RUNS=10000000 TARGETS="money cursor" EXAMPLES=500 (EXAMPLES=0 skips schemathesis).
+.PHONY: fuzz
+SECONDS ?= 60
+EXAMPLES ?= 200
+fuzz: venv
+	FUZZ_SECONDS=$(SECONDS) FUZZ_RUNS=$(RUNS) FUZZ_TARGETS="$(TARGETS)" FUZZ_SEED=$(SEED) CONTRACT_EXAMPLES=$(EXAMPLES) scripts/fuzz.sh
+
 ## Every test: template validation, unit, property and emulator-backed tests.
 test:
 	scripts/test.sh

@@ -62,4 +62,6 @@ echo "== local stack: the stream pump across cancelled transactions; make load o
     exit 1
   fi
   FINTX_STACK_ENV="$stack/local.env" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python/test_local_stack.py
+  echo "== contract: schemathesis, every operation of openapi.yaml, positive and negative, on the same stack"
+  .venv/bin/python tests/python/contract.py "$stack/local.env" --max-examples 10
 )
