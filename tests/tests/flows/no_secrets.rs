@@ -68,6 +68,8 @@ async fn no_pii_secret_or_raw_body_reaches_the_logs_or_any_table() {
     transactions.connectors = fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*,demo-stripe=*").unwrap();
     let webhooks = stack.webhooks_app(&config()).await;
     let logs = LogCapture::start();
+    // The audit trail is written beside the logs, not through tracing: collect it too.
+    fintx_adapters::audit::capture::start();
     let api = Api::new(&transactions, "t1");
 
     // The demo's flow: accounts (one with a holder, revealed once), a transfer, a hold
@@ -152,7 +154,9 @@ async fn no_pii_secret_or_raw_body_reaches_the_logs_or_any_table() {
     ];
     secrets.extend(RAW_MARKERS.iter().map(|m| (*m).to_owned()));
 
-    let log = logs.text();
+    let audit = fintx_adapters::audit::capture::finish();
+    assert_eq!(audit.len(), 1, "the one reveal was audited: {audit:?}");
+    let log = format!("{}{}", logs.text(), audit.concat());
     assert!(log.lines().count() > 5, "the capture saw the run's log lines: {log}");
     for line in log.lines() {
         for secret in &secrets {
