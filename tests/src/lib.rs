@@ -25,17 +25,28 @@ pub mod model;
 pub mod openapi;
 pub mod sim;
 
-/// An SDK interceptor that counts operations by name (`GenerateDataKey`, `PutItem`, ...).
+/// An SDK interceptor that records operations by name (`GenerateDataKey`, `PutItem`,
+/// ...), in the order they were sent.
 #[derive(Clone, Debug, Default)]
-pub struct CallCounter(Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+pub struct CallCounter(Arc<std::sync::Mutex<Vec<String>>>);
 
 impl CallCounter {
     pub fn count(&self, operation: &str) -> u64 {
-        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+        self.0.lock().unwrap().iter().filter(|o| *o == operation).count() as u64
     }
 
     pub fn total(&self) -> u64 {
-        self.0.lock().unwrap().values().sum()
+        self.0.lock().unwrap().len() as u64
+    }
+
+    /// The operations sent since the last reset, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The operations sent since the last reset; then starts again.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
     }
 
     pub fn reset(&self) {
@@ -55,7 +66,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
-            *self.0.lock().unwrap().entry(metadata.name().to_owned()).or_default() += 1;
+            self.0.lock().unwrap().push(metadata.name().to_owned());
         }
         Ok(())
     }

@@ -8,28 +8,25 @@
 
 use std::sync::Arc;
 
-use fintx_adapters::commit::{commit_resending, jittered_backoff};
+use async_trait::async_trait;
+use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{
     body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountKind, Metadata};
+use fintx_domain::account::{AccountKind, Metadata};
 use fintx_domain::auth::{Principal, Scope, TenantId};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{apply_outcome, PaymentStatus};
-use fintx_domain::ports::{
-    ClearingKey, CommitError, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Rejection, Snapshot,
-};
+use fintx_domain::ports::{ClearingKey, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{open_transfer, NewTransfer};
 use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-
-const ATTEMPTS_MAX: u32 = 20;
 
 pub struct App {
     pub store: Arc<dyn LedgerStore>,
@@ -157,7 +154,7 @@ fn decide(
     event: &Event,
     snapshot: &Snapshot,
     reads: &Reads,
-    ids: (TransferId, AccountId),
+    transfer_id: TransferId,
 ) -> Result<Step, DomainError> {
     let now = system::now();
     match event {
@@ -188,7 +185,7 @@ fn decide(
                 }));
             };
             let tenant = Some(payment.tenant.clone());
-            match apply_outcome(payment, transfer, *to, clearing, ids.0, now) {
+            match apply_outcome(payment, transfer, *to, clearing, transfer_id, now) {
                 Err(error) => rejected(error, tenant).map(|d| Step::Decided(Box::new(d))),
                 Ok(None) => Ok(Step::Decided(Box::new(Decision {
                     outcome: Outcome::Duplicate,
@@ -236,29 +233,14 @@ fn decide(
                 Ok(a) => a,
                 Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
             };
-            let clearing_key = ClearingKey {
+            // The clearing account is named by its key; the deposit's write opens it if
+            // this is its first movement.
+            let clearing = ClearingKey {
                 tenant: account.tenant.clone(),
                 connector: connector.name.clone(),
                 currency,
-            };
-            if reads.clearing.is_none() || (snapshot.clearing.is_some() && snapshot.accounts.get(1).is_none()) {
-                return Ok(Step::ReadMore(Reads {
-                    accounts: std::iter::once(account.id).chain(snapshot.clearing).collect(),
-                    clearing: Some(clearing_key),
-                    ..reads.clone()
-                }));
             }
-            let mut write = LedgerWrite::default();
-            let clearing = match snapshot.accounts.get(1) {
-                Some(Some(existing)) => existing.clone(),
-                _ => {
-                    let created =
-                        Account::clearing(ids.1, account.tenant.clone(), currency, connector.name.as_str(), now);
-                    write.new_accounts.push(created.clone());
-                    write.new_clearing = Some((clearing_key, created.id));
-                    created
-                }
-            };
+            .opening(now);
             let request = NewTransfer {
                 debit_account_id: clearing.id,
                 credit_account_id: account.id,
@@ -268,19 +250,17 @@ fn decide(
                 description: Some(format!("deposit {bank_reference}")),
                 metadata: Metadata::default(),
             };
-            let (transfer, deltas) = match open_transfer(ids.0, &account.tenant, request, &clearing, account, now) {
+            let (transfer, deltas) = match open_transfer(transfer_id, &account.tenant, request, &clearing, account, now)
+            {
                 Ok(opened) => opened,
                 Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
             };
-            let mut deltas = deltas.to_vec();
-            if let Some(created) = write.new_accounts.first_mut() {
-                // A clearing account created by this write starts with the deposit's debit.
-                created.balance.posted = -amount.value();
-                deltas.retain(|d| d.account_id != created.id);
-            }
-            write.deltas = deltas;
-            write.new_transfers.push(transfer);
-            write.deposit_reference = Some(format!("{}#{bank_reference}", connector.name.as_str()));
+            let write = LedgerWrite {
+                deltas: deltas.to_vec(),
+                new_transfers: vec![transfer],
+                deposit_reference: Some(format!("{}#{bank_reference}", connector.name.as_str())),
+                ..LedgerWrite::default()
+            };
             Ok(Step::Decided(Box::new(Decision {
                 outcome: Outcome::Applied,
                 code: None,
@@ -319,86 +299,142 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
     };
     let key = format!("{}#{event_id}", connector.name.as_str());
     let now = system::now();
-    let record_id = EventId::from_ulid(system::new_ulid(now));
-    let ids = (
-        TransferId::from_ulid(system::new_ulid(now)),
-        AccountId::from_ulid(system::new_ulid(now)),
-    );
-    let mut reads = Reads {
-        any_tenant: true,
-        event: Some(key.clone()),
-        ..Reads::default()
+    let mut command = Receive {
+        cipher: app.cipher.as_ref(),
+        connector,
+        body,
+        event,
+        event_type,
+        event_id,
+        record_id: EventId::from_ulid(system::new_ulid(now)),
+        transfer_id: TransferId::from_ulid(system::new_ulid(now)),
+        key,
+        received_at: now,
+        reference_applied: false,
     };
-    match &event {
-        Event::Payment { payment_id, .. } => reads.payment = *payment_id,
-        Event::Deposit { account_id, .. } => reads.accounts = account_id.iter().copied().collect(),
-        Event::Other | Event::Malformed(_) => {}
-    }
     // Reads never filter by tenant here; the placeholder is not used for authorisation.
     let nobody = TenantId::parse("-").unwrap_or_else(|_| unreachable!());
-    // Set once a deposit's bank reference turned out to be applied under another id.
-    let mut reference_applied = false;
-    for attempt in 0..ATTEMPTS_MAX {
-        let snapshot = app.store.read(&nobody, &reads).await?;
-        if let Some(archived) = &snapshot.event {
-            // This request's own record (its commit's answer was lost) answers as it was
-            // recorded; anyone else's makes this delivery a duplicate.
-            return Ok(if archived.id == record_id {
-                outcome_response(archived.outcome, archived.code)
-            } else {
-                outcome_response(Outcome::Duplicate, None)
-            });
+    let answer = engine::run(app.store.as_ref(), &nobody, &mut command).await?;
+    Ok(outcome_response(answer.outcome, answer.code))
+}
+
+/// What an event came to.
+struct Answer {
+    outcome: Outcome,
+    code: Option<&'static str>,
+    tenant: Option<TenantId>,
+}
+
+/// One verified delivery as a command of the write engine: its archive record (keyed by
+/// connector and event id) dedups it and commits with its effect.
+struct Receive<'a> {
+    cipher: &'a dyn Cipher,
+    connector: &'a Connector,
+    body: &'a [u8],
+    event: Event,
+    event_type: String,
+    event_id: String,
+    record_id: EventId,
+    transfer_id: TransferId,
+    key: String,
+    received_at: fintx_domain::clock::Timestamp,
+    /// Set once a deposit's bank reference turned out to be applied under another id.
+    reference_applied: bool,
+}
+
+#[async_trait]
+impl Command for Receive<'_> {
+    type Answer = Answer;
+
+    fn reads(&self) -> Reads {
+        let mut reads = Reads {
+            any_tenant: true,
+            event: Some(self.key.clone()),
+            ..Reads::default()
+        };
+        match &self.event {
+            Event::Payment { payment_id, .. } => reads.payment = *payment_id,
+            Event::Deposit { account_id, .. } => reads.accounts = account_id.iter().copied().collect(),
+            Event::Other | Event::Malformed(_) => {}
         }
-        let mut decision = match decide(connector, &event, &snapshot, &reads, ids)? {
-            Step::ReadMore(more) => {
-                reads = more;
-                continue;
-            }
+        reads
+    }
+
+    fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
+        let reads = self.reads();
+        let decision = match decide(self.connector, &self.event, snapshot, &reads, self.transfer_id)? {
+            Step::ReadMore(more) => return Ok(engine::Decision::ReadMore(more)),
             Step::Decided(decision) => *decision,
         };
-        if reference_applied {
-            decision.outcome = Outcome::Duplicate;
-            decision.code = None;
-            decision.write = LedgerWrite::default();
-        }
-        let context = match &decision.tenant {
-            Some(tenant) => SealContext::new(tenant, "webhook_event", &key, "raw_body"),
-            None => SealContext::system("webhook_event", &key, "raw_body"),
-        };
-        let raw_body = app.cipher.seal(body, &context).await?;
-        let mut write = decision.write;
-        write.event = Some(EventRecord {
-            id: record_id,
-            key: key.clone(),
-            connector: connector.name.clone(),
-            event_id: event_id.clone(),
-            event_type: event_type.clone(),
-            tenant: decision.tenant.clone(),
+        let answer = Answer {
             outcome: decision.outcome,
             code: decision.code,
+            tenant: decision.tenant,
+        };
+        if self.reference_applied {
+            let duplicate = Answer {
+                outcome: Outcome::Duplicate,
+                code: None,
+                ..answer
+            };
+            return Ok(engine::Decision::Commit(Box::default(), duplicate));
+        }
+        Ok(engine::Decision::Commit(Box::new(decision.write), answer))
+    }
+
+    fn recorded(&self, snapshot: &Snapshot) -> Option<Result<Answer, DomainError>> {
+        let archived = snapshot.event.as_ref()?;
+        // This request's own record (its commit's answer was lost) answers as it was
+        // recorded; anyone else's makes this delivery a duplicate.
+        Some(Ok(if archived.id == self.record_id {
+            Answer {
+                outcome: archived.outcome,
+                code: archived.code,
+                tenant: archived.tenant.clone(),
+            }
+        } else {
+            Answer {
+                outcome: Outcome::Duplicate,
+                code: None,
+                tenant: archived.tenant.clone(),
+            }
+        }))
+    }
+
+    async fn record(&mut self, write: &mut LedgerWrite, answer: &Answer) -> Result<(), DomainError> {
+        let context = match &answer.tenant {
+            Some(tenant) => SealContext::new(tenant, "webhook_event", &self.key, "raw_body"),
+            None => SealContext::system("webhook_event", &self.key, "raw_body"),
+        };
+        let raw_body = self.cipher.seal(self.body, &context).await?;
+        write.event = Some(EventRecord {
+            id: self.record_id,
+            key: self.key.clone(),
+            connector: self.connector.name.clone(),
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            tenant: answer.tenant.clone(),
+            outcome: answer.outcome,
+            code: answer.code,
             raw_body,
-            received_at: now,
+            received_at: self.received_at,
         });
-        match commit_resending(app.store.as_ref(), &write).await {
-            Ok(()) => {
-                tracing::info!(
-                    connector = connector.name.as_str(),
-                    outcome = decision.outcome.as_str(),
-                    code = decision.code,
-                    "webhook recorded"
-                );
-                return Ok(outcome_response(decision.outcome, decision.code));
-            }
-            Err(CommitError::Rejected(Rejection::EventRecorded | Rejection::IdempotencyRecorded)) => {
-                // The event id or the deposit's bank reference is recorded: read the event
-                // key again to tell which (and whether the record is this request's own).
-                reference_applied = write.deposit_reference.is_some();
-            }
-            Err(CommitError::Rejected(_)) => tokio::time::sleep(jittered_backoff(attempt)).await,
-            Err(CommitError::Failed(e)) => return Err(e),
+        tracing::info!(
+            connector = self.connector.name.as_str(),
+            outcome = answer.outcome.as_str(),
+            code = answer.code,
+            "webhook decided"
+        );
+        Ok(())
+    }
+
+    fn found_elsewhere(&mut self) {
+        // The event key answers through `recorded`; what else refuses is the deposit's
+        // bank reference, applied under another event id.
+        if matches!(self.event, Event::Deposit { .. }) {
+            self.reference_applied = true;
         }
     }
-    Err(DomainError::Unavailable)
 }
 
 async fn list_events(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {

@@ -1,17 +1,18 @@
 //! Money-moving routes: transfers, holds, reversals and payments, with idempotency.
 //!
-//! Every money-moving request reads what it decides on in one round trip, decides in the
-//! domain, and commits its whole effect, idempotency record included, in one DynamoDB
-//! transaction whose conditions settle every race. A write refused because a record
-//! moved on is decided again from a fresh read, with jittered backoff, within a budget.
+//! Each route turns its request into a command for the write engine
+//! ([`fintx_adapters::engine`]): the domain decides, and the whole effect commits with
+//! the idempotency record in one DynamoDB transaction whose conditions settle every race.
+//! Transfers and payments plan their write without reading first, so their common path
+//! is that one transaction.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use fintx_adapters::commit::{commit_resending, jittered_backoff};
+use async_trait::async_trait;
+use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountKind, Metadata};
+use fintx_domain::account::Metadata;
 use fintx_domain::auth::Principal;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
@@ -19,11 +20,11 @@ use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, Idempote
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
 use fintx_domain::money::{format_decimal, Amount, Currency};
 use fintx_domain::payment::{
-    parse_reference, ConnectorName, Payment, PaymentStatus, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
+    open_payment, parse_reference, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
 };
-use fintx_domain::ports::{ClearingKey, CommitError, LedgerWrite, Reads, Rejection, Snapshot};
+use fintx_domain::ports::{LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{
-    check_api_transition, open_api_transfer, open_transfer, parse_description, post_pending, reverse_posted,
+    check_api_transition, open_api_transfer, parse_description, plan_api_transfer, post_pending, reverse_posted,
     void_pending, NewTransfer, Transfer, Transition,
 };
 use fintx_domain::{DomainError, Problem};
@@ -33,10 +34,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::{holder_plaintext, masked_holder_view, parse_holder, App, BODY_MAX_BYTES};
-
-/// Attempts and time a request may spend on writes refused by concurrent writers.
-const ATTEMPTS_MAX: u32 = 40;
-const BUDGET: Duration = Duration::from_secs(5);
 
 /// The idempotency key of a request, scoped and fingerprinted.
 pub(crate) struct Idempotency {
@@ -71,7 +68,7 @@ impl Idempotency {
     }
 }
 
-/// What a request decided from a snapshot.
+/// What a route decided from a snapshot (or planned without one).
 pub(crate) enum Decision {
     /// Read these as well, then decide again.
     ReadMore(Reads),
@@ -109,132 +106,135 @@ fn respond(status: u16, body: &str, replayed: bool) -> Response<Body> {
     response
 }
 
-fn record(idem: &Idempotency, status: u16, body: &str) -> IdempotencyRecord {
-    IdempotencyRecord::new(
-        idem.scope.clone(),
-        idem.fingerprint.clone(),
-        status,
-        body.to_owned(),
-        system::now().unix_ms(),
-    )
+/// How a money-moving API request ends.
+enum Answer {
+    /// Status and JSON text, sent now or recorded before (`replayed`).
+    Reply { status: u16, body: String, replayed: bool },
+    /// A business refusal, recorded under the key so a retry replays it.
+    Refused(DomainError),
 }
 
-/// Answers from a recorded outcome. A record this very request wrote (its commit's
-/// answer was lost and the re-sent write found it) is answered as the first attempt
-/// would have been; anyone else's is a replay.
-fn replay(
-    record: &IdempotencyRecord,
-    idem: &Idempotency,
-    own: Option<&IdempotencyRecord>,
-) -> Result<Response<Body>, DomainError> {
-    if record.fingerprint != idem.fingerprint {
-        return Err(DomainError::IdempotencyKeyReused);
+/// A money-moving API route as a command of the write engine.
+struct ApiCommand<P, D> {
+    idem: Option<Idempotency>,
+    reads: Reads,
+    plan: Option<P>,
+    decide: D,
+    /// The idempotency record this request last sent: found back after a lost answer,
+    /// it is this request's own outcome, not a replay.
+    sent: Option<IdempotencyRecord>,
+}
+
+/// Malformed and transient outcomes are never recorded (SPEC §5); business refusals are.
+fn refusal(error: DomainError) -> Result<engine::Decision<Answer>, DomainError> {
+    if error.code().is_business_refusal() {
+        Ok(engine::Decision::Commit(Box::default(), Answer::Refused(error)))
+    } else {
+        Err(error)
     }
-    Ok(respond(record.status, &record.body, own != Some(record)))
 }
 
-/// Runs one money-moving request to its recorded outcome.
+fn engine_decision(decided: Result<Decision, DomainError>) -> Result<engine::Decision<Answer>, DomainError> {
+    let reply = |status, body| Answer::Reply {
+        status,
+        body,
+        replayed: false,
+    };
+    match decided {
+        Err(error) => refusal(error),
+        Ok(Decision::ReadMore(reads)) => Ok(engine::Decision::ReadMore(reads)),
+        Ok(Decision::Respond(status, body)) => Ok(engine::Decision::Commit(Box::default(), reply(status, body))),
+        Ok(Decision::Write(write, status, body)) => Ok(engine::Decision::Commit(write, reply(status, body))),
+    }
+}
+
+#[async_trait]
+impl<P, D> Command for ApiCommand<P, D>
+where
+    P: FnOnce() -> Option<Decision> + Send,
+    D: Fn(&Snapshot) -> Result<Decision, DomainError> + Send,
+{
+    type Answer = Answer;
+
+    fn reads(&self) -> Reads {
+        Reads {
+            idempotency: self.idem.as_ref().map(|i| i.scope.clone()),
+            ..self.reads.clone()
+        }
+    }
+
+    fn plan(&mut self) -> Result<Option<engine::Decision<Answer>>, DomainError> {
+        match self.plan.take().and_then(|plan| plan()) {
+            None => Ok(None),
+            Some(decision) => engine_decision(Ok(decision)).map(Some),
+        }
+    }
+
+    fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
+        engine_decision((self.decide)(snapshot))
+    }
+
+    fn recorded(&self, snapshot: &Snapshot) -> Option<Result<Answer, DomainError>> {
+        let (idem, record) = (self.idem.as_ref()?, snapshot.idempotency.as_ref()?);
+        if record.fingerprint != idem.fingerprint {
+            return Some(Err(DomainError::IdempotencyKeyReused));
+        }
+        Some(Ok(Answer::Reply {
+            status: record.status,
+            body: record.body.clone(),
+            replayed: self.sent.as_ref() != Some(record),
+        }))
+    }
+
+    async fn record(&mut self, write: &mut LedgerWrite, answer: &Answer) -> Result<(), DomainError> {
+        let Some(idem) = &self.idem else { return Ok(()) };
+        let (status, body) = match answer {
+            Answer::Reply { status, body, .. } => (*status, body.clone()),
+            Answer::Refused(error) => {
+                let problem = Problem::from(error);
+                let body = serde_json::to_string(&problem).map_err(|_| DomainError::Unavailable)?;
+                (problem.status, body)
+            }
+        };
+        let record = IdempotencyRecord::new(
+            idem.scope.clone(),
+            idem.fingerprint.clone(),
+            status,
+            body,
+            system::now().unix_ms(),
+        );
+        self.sent = Some(record.clone());
+        write.idempotency = Some(record);
+        Ok(())
+    }
+}
+
+/// Runs one money-moving request to its recorded outcome. `plan` decides the write
+/// without a read when the route can (see [`engine::Command::plan`]).
 pub(crate) async fn execute(
     app: &App,
     caller: &Principal,
     idem: Option<Idempotency>,
-    mut reads: Reads,
-    decide: impl Fn(&Snapshot) -> Result<Decision, DomainError>,
+    reads: Reads,
+    plan: impl FnOnce() -> Option<Decision> + Send,
+    decide: impl Fn(&Snapshot) -> Result<Decision, DomainError> + Send,
 ) -> Result<Response<Body>, DomainError> {
-    reads.idempotency = idem.as_ref().map(|i| i.scope.clone());
-    let started = Instant::now();
-    // The idempotency record this request last sent: found back after a lost answer,
-    // it is this request's own outcome.
-    let mut sent: Option<IdempotencyRecord> = None;
-    for attempt in 0..ATTEMPTS_MAX {
-        if started.elapsed() > BUDGET {
-            break;
-        }
-        let snapshot = app.store.read(&caller.tenant, &reads).await?;
-        if let (Some(idem), Some(recorded)) = (&idem, &snapshot.idempotency) {
-            return replay(recorded, idem, sent.as_ref());
-        }
-        let decision = match decide(&snapshot) {
-            Ok(decision) => decision,
-            // Malformed and transient outcomes are never recorded (SPEC §5).
-            Err(error) if !error.code().is_business_refusal() => return Err(error),
-            Err(error) => match record_outcome(app, idem.as_ref(), &error, &mut sent).await? {
-                true => return Err(error),
-                false => continue,
-            },
-        };
-        let (mut write, status, text) = match decision {
-            Decision::ReadMore(more) => {
-                reads = Reads {
-                    idempotency: reads.idempotency.take(),
-                    ..more
-                };
-                continue;
-            }
-            Decision::Respond(status, text) => (LedgerWrite::default(), status, text),
-            Decision::Write(write, status, text) => (*write, status, text),
-        };
-        write.idempotency = idem.as_ref().map(|i| record(i, status, &text));
-        if write.is_empty() {
-            return Ok(respond(status, &text, false));
-        }
-        sent.clone_from(&write.idempotency);
-        match commit_resending(app.store.as_ref(), &write).await {
-            Ok(()) => {
-                if !write.new_transfers.is_empty() {
-                    fintx_adapters::metrics::emit("Transfers", write.new_transfers.len() as f64, "Count", None);
-                }
-                return Ok(respond(status, &text, false));
-            }
-            Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => continue,
-            Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => return Err(DomainError::IdempotencyKeyInUse),
-            Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {
-                let error = DomainError::InsufficientFunds;
-                match record_outcome(app, idem.as_ref(), &error, &mut sent).await? {
-                    true => return Err(error),
-                    false => continue,
-                }
-            }
-            Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention | Rejection::EventRecorded)) => {
-                tracing::debug!(attempt, "write refused by a concurrent change; deciding again");
-                tokio::time::sleep(jittered_backoff(attempt)).await;
-            }
-            Err(CommitError::Failed(error)) => return Err(error),
-        }
+    let mut command = ApiCommand {
+        idem,
+        reads,
+        plan: Some(plan),
+        decide,
+        sent: None,
+    };
+    match engine::run(app.store.as_ref(), &caller.tenant, &mut command).await? {
+        Answer::Reply { status, body, replayed } => Ok(respond(status, &body, replayed)),
+        Answer::Refused(error) => Err(error),
     }
-    tracing::warn!("retry budget exhausted under contention");
-    Err(DomainError::Unavailable)
 }
 
-/// Records a business refusal under the key so a retry replays it. Returns false when the
-/// key was recorded meanwhile (the caller replays that instead).
-async fn record_outcome(
-    app: &App,
-    idem: Option<&Idempotency>,
-    error: &DomainError,
-    sent: &mut Option<IdempotencyRecord>,
-) -> Result<bool, DomainError> {
-    let Some(idem) = idem else { return Ok(true) };
-    let problem = Problem::from(error);
-    let body = serde_json::to_string(&problem).map_err(|_| DomainError::Unavailable)?;
-    let write = LedgerWrite {
-        idempotency: Some(record(idem, problem.status, &body)),
-        ..LedgerWrite::default()
-    };
-    sent.clone_from(&write.idempotency);
-    match commit_resending(app.store.as_ref(), &write).await {
-        Ok(()) => Ok(true),
-        // Recorded meanwhile (by another request, or by this one's lost answer): replay.
-        Err(CommitError::Rejected(Rejection::IdempotencyRecorded)) => Ok(false),
-        Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => Err(DomainError::IdempotencyKeyInUse),
-        // Refused by a concurrent transaction: decide again rather than answer a
-        // refusal that a replay would not find.
-        Err(CommitError::Rejected(_)) => {
-            tokio::time::sleep(jittered_backoff(0)).await;
-            Ok(false)
-        }
-        Err(CommitError::Failed(e)) => Err(e),
-    }
+/// No plan: the route reads before it decides.
+fn read_first() -> Option<Decision> {
+    None
 }
 
 // --------------------------------------------------------------------------- views
@@ -353,11 +353,7 @@ pub(crate) async fn create_transfer(
         accounts: vec![command.debit_account_id, command.credit_account_id],
         ..Reads::default()
     };
-    execute(app, caller, idem, reads, |snapshot| {
-        let (Some(Some(debit)), Some(Some(credit))) = (snapshot.accounts.first(), snapshot.accounts.get(1)) else {
-            return Err(DomainError::AccountNotFound);
-        };
-        let (transfer, deltas) = open_api_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
+    let write = |transfer: Transfer, deltas: [fintx_domain::transfer::AccountDelta; 2]| {
         let view = to_body(&transfer_view(&transfer))?;
         let write = LedgerWrite {
             deltas: deltas.to_vec(),
@@ -365,6 +361,17 @@ pub(crate) async fn create_transfer(
             ..LedgerWrite::default()
         };
         Ok(Decision::Write(Box::new(write), 201, view))
+    };
+    let plan = || {
+        let (transfer, deltas) = plan_api_transfer(id, &caller.tenant, command.clone(), now)?;
+        write(transfer, deltas).ok()
+    };
+    execute(app, caller, idem, reads, plan, |snapshot| {
+        let (Some(Some(debit)), Some(Some(credit))) = (snapshot.accounts.first(), snapshot.accounts.get(1)) else {
+            return Err(DomainError::AccountNotFound);
+        };
+        let (transfer, deltas) = open_api_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
+        write(transfer, deltas)
     })
     .await
 }
@@ -415,7 +422,7 @@ pub(crate) async fn transition(
         transfer: Some(id),
         ..Reads::default()
     };
-    execute(app, caller, idem, reads, |snapshot| {
+    execute(app, caller, idem, reads, read_first, |snapshot| {
         let transfer = snapshot.transfer.as_ref().ok_or(DomainError::NotFound)?;
         let amount = amount
             .as_deref()
@@ -538,7 +545,7 @@ pub(crate) async fn create_payment(
     let currency = Currency::parse(&currency)?;
     let amount = Amount::parse_positive(&amount, currency)?;
     let account_id = account_id?;
-    let connector = ConnectorName::parse(&connector)
+    let connector: ConnectorName = ConnectorName::parse(&connector)
         // A connector that does not serve this tenant is unknown to it (SPEC §7).
         .filter(|c| app.connectors.iter().any(|g| g.name == *c && g.serves(&caller.tenant)))
         .ok_or(DomainError::UnknownConnector)?;
@@ -546,7 +553,6 @@ pub(crate) async fn create_payment(
     let now = system::now();
     let payment_id = PaymentId::from_ulid(system::new_ulid(now));
     let transfer_id = TransferId::from_ulid(system::new_ulid(now));
-    let new_clearing_id = AccountId::from_ulid(system::new_ulid(now));
     // Sealed once, before any write: KMS unavailable means nothing is written.
     let context = SealContext::new(
         &caller.tenant,
@@ -558,93 +564,45 @@ pub(crate) async fn create_payment(
         .cipher
         .seal(holder_plaintext(&counterparty).expose(), &context)
         .await?;
-    let masked = counterparty.masked();
-    drop(counterparty);
-
-    let clearing = ClearingKey {
-        tenant: caller.tenant.clone(),
-        connector: connector.clone(),
+    let request = NewPayment {
+        account_id,
+        amount,
         currency,
+        connector,
+        counterparty: sealed,
+        counterparty_masked: counterparty.masked(),
+        reference,
     };
+    drop(counterparty);
+    let ids = (payment_id, transfer_id);
     let reads = Reads {
         accounts: vec![account_id],
-        clearing: Some(clearing.clone()),
         ..Reads::default()
     };
-    execute(app, caller, idem, reads, |snapshot| {
-        let Some(Some(account)) = snapshot.accounts.first() else {
-            return Err(DomainError::AccountNotFound);
+    // The payment's complete write, from its account as read, or planned without a read
+    // (the write's conditions then stand in for it).
+    let write = |account: Option<&fintx_domain::account::Account>| {
+        let opened = open_payment(ids, &caller.tenant, request.clone(), account, now)?;
+        let view = to_body(&payment_view(&opened.payment))?;
+        let write = LedgerWrite {
+            deltas: opened.deltas.to_vec(),
+            new_transfers: vec![opened.transfer],
+            new_payments: vec![opened.payment],
+            ..LedgerWrite::default()
         };
-        // A payment out of a clearing account would move it through a side door.
-        if account.kind == AccountKind::Clearing {
-            return Err(DomainError::ClearingAccount);
-        }
-        let mut write = LedgerWrite::default();
-        let clearing_account = match (snapshot.clearing, snapshot.accounts.get(1)) {
-            (Some(_), Some(Some(existing))) => existing.clone(),
-            (Some(existing), _) => {
-                return Ok(Decision::ReadMore(Reads {
-                    accounts: vec![account_id, existing],
-                    clearing: Some(clearing.clone()),
-                    ..Reads::default()
-                }))
-            }
-            (None, _) => {
-                // First payment of this tenant, connector and currency: the clearing
-                // account is created in the same transaction, exactly once.
-                let created = Account::clearing(
-                    new_clearing_id,
-                    caller.tenant.clone(),
-                    currency,
-                    connector.as_str(),
-                    now,
-                );
-                write.new_accounts.push(created.clone());
-                write.new_clearing = Some((clearing.clone(), created.id));
-                created
-            }
-        };
-        let command = NewTransfer {
-            debit_account_id: account.id,
-            credit_account_id: clearing_account.id,
-            amount,
-            currency,
-            pending: true,
-            description: Some(format!("payment {payment_id}")),
-            metadata: Metadata::default(),
-        };
-        let (mut transfer, deltas) =
-            open_transfer(transfer_id, &caller.tenant, command, account, &clearing_account, now)?;
-        transfer.payment_id = Some(payment_id);
-        // A clearing account created in this write has no row yet to apply a delta to:
-        // its opening state already is the pending credit.
-        let mut deltas = deltas.to_vec();
-        if let Some(created) = write.new_accounts.first_mut() {
-            created.balance.pending_credits = amount.value();
-            deltas.retain(|d| d.account_id != created.id);
-        }
-        let payment = Payment {
-            id: payment_id,
-            tenant: caller.tenant.clone(),
-            account_id: account.id,
-            transfer_id,
-            connector: connector.clone(),
-            counterparty: sealed.clone(),
-            counterparty_masked: masked.clone(),
-            amount,
-            currency,
-            reference: reference.clone(),
-            status: PaymentStatus::Pending,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
-        let view = to_body(&payment_view(&payment))?;
-        write.deltas = deltas;
-        write.new_transfers.push(transfer);
-        write.new_payments.push(payment);
         Ok(Decision::Write(Box::new(write), 201, view))
-    })
+    };
+    execute(
+        app,
+        caller,
+        idem,
+        reads,
+        || write(None).ok(),
+        |snapshot| match snapshot.accounts.first() {
+            Some(Some(account)) => write(Some(account)),
+            _ => Err(DomainError::AccountNotFound),
+        },
+    )
     .await
 }
 

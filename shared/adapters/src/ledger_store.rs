@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Get, Put, TransactGetItem, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem, Update,
+};
 use fintx_domain::account::Metadata;
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
@@ -16,10 +18,8 @@ use fintx_domain::idempotency::IdempotencyRecord;
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
-use fintx_domain::ports::{
-    ClearingKey, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
-};
-use fintx_domain::transfer::{Transfer, TransferStatus};
+use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
+use fintx_domain::transfer::{AccountDelta, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
@@ -37,13 +37,6 @@ fn transfer_key(id: &TransferId) -> Attributes {
 
 fn payment_key(id: &PaymentId) -> Attributes {
     key(format!("PAY#{id}"), "PAY")
-}
-
-fn clearing_key(k: &ClearingKey) -> Attributes {
-    key(
-        format!("CLEARING#{}#{}#{}", k.tenant, k.connector.as_str(), k.currency.code()),
-        "CLEARING",
-    )
 }
 
 fn account_key(id: &AccountId) -> Attributes {
@@ -331,7 +324,6 @@ enum Slot {
     Account,
     Transfer,
     Payment,
-    Clearing,
 }
 
 /// What each item of a write is, to read DynamoDB's cancellation reasons back.
@@ -339,6 +331,7 @@ enum Slot {
 enum Role {
     Idempotency,
     Event,
+    DepositReference,
     CoveredDebit,
     Other,
 }
@@ -360,6 +353,84 @@ fn put(
 }
 
 const NEW: &str = "attribute_not_exists(pk)";
+
+/// A record that must be new, returning the record it found when it is not.
+fn recorded_put(table: &str, item: Attributes) -> Result<TransactWriteItem, DomainError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(NEW)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Balance attributes a delta adds to; every other attribute of an account is set once.
+const BALANCE_ATTRIBUTES: [&str; 5] = ["posted", "pending_debits", "pending_credits", "spendable", "version"];
+
+/// One account's balance change, with the conditions that stand in for a read: the
+/// account exists (or the delta opens it), is what the write assumed (tenant, currency,
+/// kind), and still covers a debit that needs cover.
+fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem, DomainError> {
+    let headroom = delta.headroom_change()?;
+    let mut values = HashMap::from([
+        (":p".to_owned(), n(delta.posted)),
+        (":pd".to_owned(), n(delta.pending_debits)),
+        (":pc".to_owned(), n(delta.pending_credits)),
+        (":h".to_owned(), n(headroom)),
+        (":one".to_owned(), AttributeValue::N("1".into())),
+    ]);
+    let mut names = HashMap::new();
+    let mut condition = match &delta.expect {
+        None => "attribute_exists(pk)".to_owned(),
+        Some(expect) => {
+            names.insert("#tenant".to_owned(), "tenant_id".to_owned());
+            names.insert("#currency".to_owned(), "currency".to_owned());
+            names.insert("#kind".to_owned(), "kind".to_owned());
+            values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
+            values.insert(":currency".to_owned(), s(expect.currency.code()));
+            values.insert(":kind".to_owned(), s(expect.kind.as_str()));
+            let facts = "#tenant = :tenant AND #currency = :currency AND #kind = :kind";
+            if delta.open.is_some() {
+                format!("(attribute_not_exists(pk) OR ({facts}))")
+            } else {
+                format!("attribute_exists(pk) AND {facts}")
+            }
+        }
+    };
+    if let Some(cover) = delta.cover {
+        condition.push_str(" AND spendable >= :cover");
+        values.insert(":cover".to_owned(), n(cover.value()));
+    }
+    let mut expression = String::new();
+    if let Some(opening) = &delta.open {
+        // The account as its first movement opens it; later movements keep what is set.
+        let mut sets = Vec::new();
+        let mut item: Vec<(String, AttributeValue)> = account_item(opening)?.into_iter().collect();
+        item.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            if name == "pk" || name == "sk" || BALANCE_ATTRIBUTES.contains(&name.as_str()) {
+                continue;
+            }
+            sets.push(format!("#o{i} = if_not_exists(#o{i}, :o{i})"));
+            names.insert(format!("#o{i}"), name);
+            values.insert(format!(":o{i}"), value);
+        }
+        expression = format!("SET {} ", sets.join(", "));
+    }
+    expression.push_str("ADD posted :p, pending_debits :pd, pending_credits :pc, spendable :h, version :one");
+    let update = Update::builder()
+        .table_name(ledger)
+        .set_key(Some(account_key(&delta.account_id)))
+        .update_expression(expression)
+        .condition_expression(condition)
+        .set_expression_attribute_names((!names.is_empty()).then_some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
 
 #[async_trait]
 impl LedgerStore for DynamoStore {
@@ -383,9 +454,6 @@ impl LedgerStore for DynamoStore {
         }
         if let Some(id) = &reads.payment {
             slots.push((Slot::Payment, get(&tables.ledger, payment_key(id))?));
-        }
-        if let Some(k) = &reads.clearing {
-            slots.push((Slot::Clearing, get(&tables.ledger, clearing_key(k))?));
         }
         if slots.is_empty() {
             return Ok(Snapshot::default());
@@ -429,14 +497,6 @@ impl LedgerStore for DynamoStore {
                     let payment = item.map(|i| payment_from_item(&i)).transpose()?;
                     snapshot.payment = payment.filter(|p| visible(&p.tenant));
                 }
-                Slot::Clearing => {
-                    snapshot.clearing = match item {
-                        None => None,
-                        Some(i) => {
-                            Some(AccountId::parse(Item(&i).s("account_id")?).ok_or_else(|| corrupt("account_id"))?)
-                        }
-                    }
-                }
             }
         }
         Ok(snapshot)
@@ -450,54 +510,28 @@ impl LedgerStore for DynamoStore {
         let ledger = self.tables().ledger.as_str();
         let mut items = Vec::new();
         let mut roles = Vec::new();
+        // The records that make a write happen once return what they found when they
+        // refuse it, so a replay needs no read (SPEC §10).
         if let Some(record) = &write.idempotency {
-            items.push(put(&self.tables().idempotency, idempotency_item(record), NEW, None)?);
+            items.push(recorded_put(&self.tables().idempotency, idempotency_item(record))?);
             roles.push(Role::Idempotency);
         }
         if let Some(event) = &write.event {
-            items.push(put(&self.tables().webhook_events, event_item(event), NEW, None)?);
+            items.push(recorded_put(&self.tables().webhook_events, event_item(event))?);
             roles.push(Role::Event);
         }
         if let Some(reference) = &write.deposit_reference {
             let mut item = key(format!("DEP#{reference}"), "DEP");
             item.insert("entity".to_owned(), s("deposit_reference"));
             items.push(put(&self.tables().webhook_events, item, NEW, None)?);
-            roles.push(Role::Event);
+            roles.push(Role::DepositReference);
         }
         for account in &write.new_accounts {
             items.push(put(ledger, account_item(account)?, NEW, None)?);
             roles.push(Role::Other);
         }
-        if let Some((k, id)) = &write.new_clearing {
-            let mut item = clearing_key(k);
-            item.insert("account_id".to_owned(), s(id.to_string()));
-            item.insert("tenant_id".to_owned(), s(k.tenant.as_str()));
-            items.push(put(ledger, item, NEW, None)?);
-            roles.push(Role::Other);
-        }
         for delta in &write.deltas {
-            let headroom = delta.headroom_change()?;
-            let mut values = HashMap::from([
-                (":p".to_owned(), n(delta.posted)),
-                (":pd".to_owned(), n(delta.pending_debits)),
-                (":pc".to_owned(), n(delta.pending_credits)),
-                (":h".to_owned(), n(headroom)),
-                (":one".to_owned(), AttributeValue::N("1".into())),
-            ]);
-            let mut condition = "attribute_exists(pk)".to_owned();
-            if let Some(cover) = delta.cover {
-                condition.push_str(" AND spendable >= :cover");
-                values.insert(":cover".to_owned(), n(cover.value()));
-            }
-            let update = Update::builder()
-                .table_name(ledger)
-                .set_key(Some(account_key(&delta.account_id)))
-                .update_expression("ADD posted :p, pending_debits :pd, pending_credits :pc, spendable :h, version :one")
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|_| DomainError::Unavailable)?;
-            items.push(TransactWriteItem::builder().update(update).build());
+            items.push(delta_update(ledger, delta)?);
             roles.push(if delta.cover.is_some() {
                 Role::CoveredDebit
             } else {
@@ -553,6 +587,24 @@ impl LedgerStore for DynamoStore {
                 return Err(CommitError::Failed(DomainError::Unavailable));
             }
         };
+        // A refusing record that returned its image answers the request as it stands.
+        for (reason, role) in reasons.iter().zip(&roles) {
+            let (Some("ConditionalCheckFailed"), Some(image)) = (reason.code(), reason.item()) else {
+                continue;
+            };
+            let snapshot = match role {
+                Role::Idempotency => Snapshot {
+                    idempotency: Some(idempotency_from_item(image)?),
+                    ..Snapshot::default()
+                },
+                Role::Event => Snapshot {
+                    event: Some(event_from_item(image)?),
+                    ..Snapshot::default()
+                },
+                _ => continue,
+            };
+            return Err(CommitError::Recorded(Box::new(snapshot)));
+        }
         let mut rejection: Option<Rejection> = None;
         let rank = |r: Rejection| match r {
             Rejection::IdempotencyRecorded | Rejection::EventRecorded => 0,
@@ -564,7 +616,7 @@ impl LedgerStore for DynamoStore {
         for (reason, role) in reasons.iter().zip(&roles) {
             let found = match (reason.code(), role) {
                 (Some("ConditionalCheckFailed"), Role::Idempotency) => Rejection::IdempotencyRecorded,
-                (Some("ConditionalCheckFailed"), Role::Event) => Rejection::EventRecorded,
+                (Some("ConditionalCheckFailed"), Role::Event | Role::DepositReference) => Rejection::EventRecorded,
                 (Some("ConditionalCheckFailed"), Role::CoveredDebit) => Rejection::InsufficientFunds,
                 (Some("ConditionalCheckFailed"), Role::Other) => Rejection::Stale,
                 (Some("TransactionConflict"), Role::Idempotency) => Rejection::IdempotencyInFlight,

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod aws;
 pub mod commit;
 pub mod dynamo;
+pub mod engine;
 pub mod envelope;
 pub mod http;
 pub mod kms;

@@ -11,7 +11,7 @@ use fintx_domain::idempotency::IdempotencyRecord;
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
 use fintx_domain::payment::Payment;
 use fintx_domain::ports::{
-    AccountStore, ClearingKey, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
+    AccountStore, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
 };
 use fintx_domain::transfer::{apply_delta, Transfer};
 use fintx_domain::webhook::Outcome;
@@ -23,7 +23,6 @@ struct State {
     transfers: BTreeMap<TransferId, Transfer>,
     payments: BTreeMap<PaymentId, Payment>,
     idempotency: HashMap<String, IdempotencyRecord>,
-    clearing: HashMap<ClearingKey, AccountId>,
     events: BTreeMap<String, EventRecord>,
     deposit_references: std::collections::HashSet<String>,
     /// Every change of a transfer record, `(old image, new image)`, when kept.
@@ -141,7 +140,6 @@ impl LedgerStore for MemoryStore {
             payment: reads
                 .payment
                 .and_then(|id| state.payments.get(&id).filter(|p| visible(&p.tenant)).cloned()),
-            clearing: reads.clearing.as_ref().and_then(|k| state.clearing.get(k).copied()),
         })
     }
 
@@ -149,25 +147,32 @@ impl LedgerStore for MemoryStore {
         write.check_balanced()?;
         let mut state = self.state()?;
         let reject = |r| Err(CommitError::Rejected(r));
-        // Check every condition first, then apply: all or nothing, like a transaction.
-        if let Some(record) = &write.idempotency {
-            if state.idempotency.contains_key(&record.scope_key) {
-                return reject(Rejection::IdempotencyRecorded);
-            }
+        // Check every condition first, then apply: all or nothing, like a transaction. A
+        // refusing record returns what it found, as DynamoDB's `ALL_OLD` does.
+        if let Some(found) = write
+            .idempotency
+            .as_ref()
+            .and_then(|r| state.idempotency.get(&r.scope_key))
+        {
+            return Err(CommitError::Recorded(Box::new(Snapshot {
+                idempotency: Some(found.clone()),
+                ..Snapshot::default()
+            })));
         }
-        if write.event.as_ref().is_some_and(|e| state.events.contains_key(&e.key))
-            || write
-                .deposit_reference
-                .as_ref()
-                .is_some_and(|r| state.deposit_references.contains(r))
+        if let Some(found) = write.event.as_ref().and_then(|e| state.events.get(&e.key)) {
+            return Err(CommitError::Recorded(Box::new(Snapshot {
+                event: Some(found.clone()),
+                ..Snapshot::default()
+            })));
+        }
+        if write
+            .deposit_reference
+            .as_ref()
+            .is_some_and(|r| state.deposit_references.contains(r))
         {
             return reject(Rejection::EventRecorded);
         }
         if write.new_accounts.iter().any(|a| state.accounts.contains_key(&a.id))
-            || write
-                .new_clearing
-                .as_ref()
-                .is_some_and(|(k, _)| state.clearing.contains_key(k))
             || write.new_transfers.iter().any(|t| state.transfers.contains_key(&t.id))
             || write.new_payments.iter().any(|p| state.payments.contains_key(&p.id))
             || write
@@ -183,9 +188,14 @@ impl LedgerStore for MemoryStore {
         }
         let mut updated = Vec::with_capacity(write.deltas.len());
         for delta in &write.deltas {
-            let Some(current) = state.accounts.get(&delta.account_id) else {
-                return reject(Rejection::Stale);
+            let current = match (state.accounts.get(&delta.account_id), &delta.open) {
+                (Some(current), _) => current,
+                (None, Some(opening)) => opening.as_ref(),
+                (None, None) => return reject(Rejection::Stale),
             };
+            if delta.expect.as_ref().is_some_and(|e| !e.holds_for(current)) {
+                return reject(Rejection::Stale);
+            }
             if let Some(cover) = delta.cover {
                 if current.headroom()? < cover.value() {
                     return reject(Rejection::InsufficientFunds);
@@ -206,9 +216,6 @@ impl LedgerStore for MemoryStore {
         }
         for account in write.new_accounts.iter().cloned().chain(updated) {
             state.accounts.insert(account.id, account);
-        }
-        if let Some((key, id)) = &write.new_clearing {
-            state.clearing.insert(key.clone(), *id);
         }
         for transfer in write
             .new_transfers

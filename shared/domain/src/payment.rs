@@ -2,7 +2,7 @@
 //! customer's account to the connector's clearing account, settled, failed or returned
 //! by the bank's callbacks.
 
-use crate::account::Account;
+use crate::account::{Account, AccountKind, Metadata};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::crypto::Sealed;
@@ -10,7 +10,11 @@ use crate::error::DomainError;
 use crate::holder::MaskedHolder;
 use crate::ids::{AccountId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
-use crate::transfer::{next_version, post_pending, reverse_posted, void_pending, AccountDelta, Transfer, Transition};
+use crate::ports::ClearingKey;
+use crate::transfer::{
+    next_version, open_transfer, post_pending, reverse_posted, transfer_between, void_pending, AccountDelta, Expect,
+    NewTransfer, Transfer, Transition,
+};
 
 pub const REFERENCE_MAX_CHARS: usize = 140;
 pub const COUNTERPARTY_SEAL_KIND: &str = "payment";
@@ -154,6 +158,96 @@ pub struct PaymentOutcome {
     /// The reversal a return creates.
     pub reversal: Option<Transfer>,
     pub deltas: [AccountDelta; 2],
+}
+
+/// A validated `POST /v1/payments`, its counterparty already sealed.
+#[derive(Clone, Debug)]
+pub struct NewPayment {
+    pub account_id: AccountId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub connector: ConnectorName,
+    pub counterparty: Sealed,
+    pub counterparty_masked: MaskedHolder,
+    pub reference: Option<String>,
+}
+
+/// A payment's complete effect: the payment, its pending transfer from the customer's
+/// account to the connector's clearing account, and the balance changes (the clearing
+/// account's delta opens it on the first payment).
+#[derive(Clone, Debug)]
+pub struct OpenedPayment {
+    pub payment: Payment,
+    pub transfer: Transfer,
+    pub deltas: [AccountDelta; 2],
+}
+
+/// Opens a payment out of `account` as read: the tenant's customer account (a clearing
+/// account would move through a side door), then the rules of a transfer. `None` plans
+/// it without a read (SPEC §10): the write's conditions then require a customer account
+/// of the tenant in the payment's currency that covers the amount, which is exactly when
+/// a read would have decided the same write.
+pub fn open_payment(
+    ids: (PaymentId, TransferId),
+    tenant: &TenantId,
+    request: NewPayment,
+    account: Option<&Account>,
+    now: Timestamp,
+) -> Result<OpenedPayment, DomainError> {
+    let (payment_id, transfer_id) = ids;
+    let clearing = ClearingKey {
+        tenant: tenant.clone(),
+        connector: request.connector.clone(),
+        currency: request.currency,
+    }
+    .opening(now);
+    let command = NewTransfer {
+        debit_account_id: request.account_id,
+        credit_account_id: clearing.id,
+        amount: request.amount,
+        currency: request.currency,
+        pending: true,
+        description: Some(format!("payment {payment_id}")),
+        metadata: Metadata::default(),
+    };
+    let (mut transfer, deltas) = match account {
+        Some(account) if account.kind == AccountKind::Clearing => return Err(DomainError::ClearingAccount),
+        Some(account) => open_transfer(transfer_id, tenant, command, account, &clearing, now)?,
+        None => {
+            let customer = Expect {
+                tenant: tenant.clone(),
+                currency: request.currency,
+                kind: AccountKind::Customer,
+            };
+            let sides = [(request.account_id, customer), (clearing.id, Expect::of(&clearing))];
+            let (mut transfer, mut deltas) = transfer_between(transfer_id, tenant, command, sides, now);
+            deltas[1].open = Some(Box::new(clearing));
+            transfer.through_clearing = true;
+            (transfer, deltas)
+        }
+    };
+    transfer.payment_id = Some(payment_id);
+    let payment = Payment {
+        id: payment_id,
+        tenant: tenant.clone(),
+        account_id: request.account_id,
+        transfer_id,
+        connector: request.connector,
+        counterparty: request.counterparty,
+        counterparty_masked: request.counterparty_masked,
+        amount: request.amount,
+        currency: request.currency,
+        reference: request.reference,
+        status: PaymentStatus::Pending,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    Ok(OpenedPayment {
+        payment,
+        transfer,
+        deltas,
+    })
 }
 
 /// Applies a bank outcome: `settled` posts the payment's hold in full, `failed` releases

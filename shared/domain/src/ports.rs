@@ -74,6 +74,37 @@ pub struct ClearingKey {
     pub currency: Currency,
 }
 
+impl ClearingKey {
+    /// The clearing account's id, derived from its key so that a write can name the
+    /// account without looking it up: 80 bits of SHA-256 over the key, under a zero
+    /// timestamp (clearing accounts list after the tenant's own).
+    pub fn account_id(&self) -> AccountId {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"fintx clearing account\0")
+            .chain_update(self.tenant.as_str())
+            .chain_update(b"\0")
+            .chain_update(self.connector.as_str())
+            .chain_update(b"\0")
+            .chain_update(self.currency.code())
+            .finalize();
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        AccountId::from_ulid(ulid::Ulid::from_bytes(random))
+    }
+
+    /// The clearing account as its first movement opens it.
+    pub fn opening(&self, now: Timestamp) -> Account {
+        Account::clearing(
+            self.account_id(),
+            self.tenant.clone(),
+            self.currency,
+            self.connector.as_str(),
+            now,
+        )
+    }
+}
+
 /// A received webhook event as archived, with its outcome (SPEC §7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
@@ -103,11 +134,10 @@ pub struct Reads {
     pub accounts: Vec<AccountId>,
     pub transfer: Option<TransferId>,
     pub payment: Option<PaymentId>,
-    pub clearing: Option<ClearingKey>,
 }
 
 /// The state a request decides on. Records of other tenants read as absent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub idempotency: Option<IdempotencyRecord>,
     /// The webhook event archived under the read dedup key, if any.
@@ -115,7 +145,6 @@ pub struct Snapshot {
     pub accounts: Vec<Option<Account>>,
     pub transfer: Option<Transfer>,
     pub payment: Option<Payment>,
-    pub clearing: Option<AccountId>,
 }
 
 /// Everything one request changes, committed atomically or not at all. Every part
@@ -126,7 +155,6 @@ pub struct LedgerWrite {
     pub idempotency: Option<IdempotencyRecord>,
     pub deltas: Vec<AccountDelta>,
     pub new_accounts: Vec<Account>,
-    pub new_clearing: Option<(ClearingKey, AccountId)>,
     pub new_transfers: Vec<Transfer>,
     pub transfer_updates: Vec<(Transfer, u64)>,
     pub new_payments: Vec<Payment>,
@@ -146,15 +174,16 @@ impl LedgerWrite {
         let mut posted = Decimal::ZERO;
         let mut pending_debits = Decimal::ZERO;
         let mut pending_credits = Decimal::ZERO;
+        let opening = |a: &Account| (a.balance.posted, a.balance.pending_debits, a.balance.pending_credits);
         let changes = self
             .deltas
             .iter()
-            .map(|d| (d.posted, d.pending_debits, d.pending_credits))
-            .chain(
-                self.new_accounts
-                    .iter()
-                    .map(|a| (a.balance.posted, a.balance.pending_debits, a.balance.pending_credits)),
-            );
+            .flat_map(|d| {
+                [(d.posted, d.pending_debits, d.pending_credits)]
+                    .into_iter()
+                    .chain(d.open.as_deref().map(opening))
+            })
+            .chain(self.new_accounts.iter().map(opening));
         for (p, pd, pc) in changes {
             posted = posted.checked_add(p).ok_or(DomainError::Overflow)?;
             pending_debits = pending_debits.checked_add(pd).ok_or(DomainError::Overflow)?;
@@ -171,7 +200,6 @@ impl LedgerWrite {
         self.idempotency.is_none()
             && self.deltas.is_empty()
             && self.new_accounts.is_empty()
-            && self.new_clearing.is_none()
             && self.new_transfers.is_empty()
             && self.transfer_updates.is_empty()
             && self.new_payments.is_empty()
@@ -201,6 +229,9 @@ pub enum Rejection {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitError {
     Rejected(Rejection),
+    /// The write's idempotency or event record exists: here it is, as the refusal
+    /// returned it (DynamoDB's `ALL_OLD` image), to answer from without a read.
+    Recorded(Box<Snapshot>),
     Failed(DomainError),
 }
 
@@ -270,6 +301,8 @@ mod tests {
             pending_debits: Decimal::from(pending_debits),
             pending_credits: Decimal::from(pending_credits),
             cover: None,
+            expect: None,
+            open: None,
         }
     }
 

@@ -105,6 +105,35 @@ pub struct AccountDelta {
     pub pending_debits: Decimal,
     pub pending_credits: Decimal,
     pub cover: Option<Amount>,
+    /// What the account must be when the write lands, checked by the store's conditions
+    /// rather than by a read that could go stale (SPEC §10). `None`: only that it exists.
+    pub expect: Option<Expect>,
+    /// The account this delta opens when it does not exist yet: a clearing account is
+    /// created by its first movement, exactly once however many writes race to it.
+    pub open: Option<Box<Account>>,
+}
+
+/// The unchanging facts a write assumes about an account it moves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    pub tenant: TenantId,
+    pub currency: Currency,
+    pub kind: AccountKind,
+}
+
+impl Expect {
+    pub fn of(account: &Account) -> Self {
+        Self {
+            tenant: account.tenant.clone(),
+            currency: account.currency,
+            kind: account.kind,
+        }
+    }
+
+    /// Whether `account` is what the write assumed.
+    pub fn holds_for(&self, account: &Account) -> bool {
+        account.tenant == self.tenant && account.currency == self.currency && account.kind == self.kind
+    }
 }
 
 impl AccountDelta {
@@ -115,6 +144,8 @@ impl AccountDelta {
             pending_debits: Decimal::ZERO,
             pending_credits: Decimal::ZERO,
             cover: None,
+            expect: None,
+            open: None,
         }
     }
 
@@ -166,6 +197,33 @@ pub fn open_api_transfer(
     open_transfer(id, tenant, request, debit, credit, now)
 }
 
+/// The write of an API transfer decided without reading its accounts (SPEC §10): both
+/// must be the tenant's customer accounts in the transfer's currency and the debit must
+/// cover the amount, all stated as conditions of the write. Whenever the stored accounts
+/// satisfy them, this is exactly what [`open_api_transfer`] decides from a read; when
+/// they do not, the store refuses the write and the request reads and decides. `None`
+/// when a read is needed to tell which rule refuses (the same account on both sides).
+pub fn plan_api_transfer(
+    id: TransferId,
+    tenant: &TenantId,
+    request: NewTransfer,
+    now: Timestamp,
+) -> Option<(Transfer, [AccountDelta; 2])> {
+    if request.debit_account_id == request.credit_account_id {
+        return None;
+    }
+    let customer = Expect {
+        tenant: tenant.clone(),
+        currency: request.currency,
+        kind: AccountKind::Customer,
+    };
+    let sides = [
+        (request.debit_account_id, customer.clone()),
+        (request.credit_account_id, customer),
+    ];
+    Some(transfer_between(id, tenant, request, sides, now))
+}
+
 /// Whether the transfers API may post, void or reverse `transfer`: a payment's transfer
 /// changes only through its payment, and a transfer through a clearing account (a
 /// deposit, say) only through the connector's webhooks.
@@ -197,10 +255,35 @@ pub fn open_transfer(
         return Err(DomainError::SameAccount);
     }
     check_cover(debit, request.amount)?;
+    let sides = [(debit.id, Expect::of(debit)), (credit.id, Expect::of(credit))];
+    let (mut transfer, mut deltas) = transfer_between(id, tenant, request, sides, now);
+    // Clearing accounts are opened by their first movement.
+    for (delta, account) in deltas.iter_mut().zip([debit, credit]) {
+        if account.kind == AccountKind::Clearing {
+            delta.open = Some(Box::new(account.clone()));
+        }
+    }
+    transfer.through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
+    Ok((transfer, deltas))
+}
+
+/// The transfer and balance changes between two accounts assumed to be as `sides` says;
+/// customer debits carry their cover.
+pub(crate) fn transfer_between(
+    id: TransferId,
+    tenant: &TenantId,
+    request: NewTransfer,
+    sides: [(AccountId, Expect); 2],
+    now: Timestamp,
+) -> (Transfer, [AccountDelta; 2]) {
+    let [(debit_id, debit), (credit_id, credit)] = sides;
     let a = request.amount.value();
-    let mut d = AccountDelta::new(debit.id);
-    let mut c = AccountDelta::new(credit.id);
-    d.cover = cover_for(debit, request.amount);
+    let mut d = AccountDelta::new(debit_id);
+    let mut c = AccountDelta::new(credit_id);
+    d.cover = (debit.kind == AccountKind::Customer).then_some(request.amount);
+    let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
+    d.expect = Some(debit);
+    c.expect = Some(credit);
     let (status, posted_amount) = if request.pending {
         d.pending_debits = a;
         c.pending_credits = a;
@@ -213,8 +296,8 @@ pub fn open_transfer(
     let transfer = Transfer {
         id,
         tenant: tenant.clone(),
-        debit_account_id: debit.id,
-        credit_account_id: credit.id,
+        debit_account_id: debit_id,
+        credit_account_id: credit_id,
         amount: request.amount,
         currency: request.currency,
         status,
@@ -222,7 +305,7 @@ pub fn open_transfer(
         reversed_amount: Amount::ZERO,
         reverses: None,
         payment_id: None,
-        through_clearing: debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing,
+        through_clearing,
         description: request.description,
         metadata: request.metadata,
         created_at: now,
@@ -230,11 +313,12 @@ pub fn open_transfer(
         posted_at: (status == TransferStatus::Posted).then_some(now),
         version: 1,
     };
-    Ok((transfer, [d, c]))
+    (transfer, [d, c])
 }
 
 /// What a state transition decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived: built, matched and consumed at once
 pub enum Transition {
     /// The transfer already is in the requested state: answer it unchanged, write nothing.
     Unchanged,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use fintx_tests::openapi::Contract;
-use fintx_tests::{key, Api, CallCounter, Stack};
+use fintx_tests::{key, Api, Stack};
 use serde_json::{json, Value};
 
 fn posted(balance: &Value) -> &str {
@@ -571,62 +571,4 @@ async fn payments_hold_money_in_the_connectors_clearing_account_created_exactly_
     for item in stack.scan_all(&stack.tables.ledger).await {
         assert!(!format!("{item:?}").contains("Lovelace"));
     }
-}
-
-#[tokio::test]
-async fn a_money_moving_request_costs_one_read_and_one_write_round_trip() {
-    let stack = Stack::fresh().await;
-    let counter = CallCounter::default();
-    let mut app = stack.transactions_app();
-    app.store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
-        stack.counted_dynamo(&counter).await,
-        stack.tables.clone(),
-    ));
-    let api = Api::new(&app, "t1");
-    let a = api.open("USD", "100").await;
-    let b = api.open("USD", "0").await;
-
-    counter.reset();
-    let k = key();
-    let t = api.transfer(&a, &b, "10", "USD", true, &k).await;
-    assert_eq!(
-        (
-            counter.count("TransactGetItems"),
-            counter.count("TransactWriteItems"),
-            counter.total()
-        ),
-        (1, 1, 2)
-    );
-
-    counter.reset();
-    api.transfer(&a, &b, "10", "USD", true, &k).await;
-    assert_eq!(
-        (counter.count("TransactGetItems"), counter.total()),
-        (1, 1),
-        "a replay reads once and writes nothing"
-    );
-
-    counter.reset();
-    let id = t.body["id"].as_str().unwrap();
-    api.post(&format!("/v1/transfers/{id}/post"), json!({}), &key()).await;
-    assert_eq!(
-        (
-            counter.count("TransactGetItems"),
-            counter.count("TransactWriteItems"),
-            counter.total()
-        ),
-        (1, 1, 2)
-    );
-
-    counter.reset();
-    api.post(&format!("/v1/transfers/{id}/reverse"), json!({"amount": "1"}), &key())
-        .await;
-    assert_eq!(
-        (
-            counter.count("TransactGetItems"),
-            counter.count("TransactWriteItems"),
-            counter.total()
-        ),
-        (2, 1, 3)
-    );
 }

@@ -12,6 +12,7 @@ mod ledger_faults;
 mod model;
 mod no_secrets;
 mod rollup_faults;
+mod round_trips;
 mod side_doors;
 mod template;
 mod template_guards;

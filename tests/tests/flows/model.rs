@@ -124,6 +124,8 @@ fn one_sided_write(account: AccountId) -> LedgerWrite {
             pending_debits: rust_decimal::Decimal::ZERO,
             pending_credits: rust_decimal::Decimal::ZERO,
             cover: None,
+            expect: None,
+            open: None,
         }],
         ..LedgerWrite::default()
     }

@@ -1,0 +1,193 @@
+//! Round trips per route (SPEC §10): the exact DynamoDB calls each money-moving request
+//! sends, recorded in order by an SDK interceptor on the real client against the
+//! emulator, for success, replay and each refusal.
+//!
+//! The common path of a transfer, a payment or an account with a key is one
+//! `TransactWriteItems` and nothing else; a replay is that same write, refused by the
+//! idempotency record, whose image holds the answer. Only a refusal reads, to say which
+//! rule refused, then records it.
+
+use std::sync::Arc;
+
+use fintx_tests::{key, reply, sign_webhook, webhook_event, Api, CallCounter, Stack};
+use serde_json::{json, Value};
+
+const WRITE: &str = "TransactWriteItems";
+const READ: &str = "TransactGetItems";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn calls(expected: &[&str]) -> Vec<String> {
+    expected.iter().map(|s| (*s).to_owned()).collect()
+}
+
+struct Counted {
+    stack: Stack,
+    counter: CallCounter,
+    transactions: transactions::App,
+    webhooks: bank_webhooks::App,
+}
+
+async fn counted() -> Counted {
+    let stack = Stack::fresh().await;
+    let counter = CallCounter::default();
+    let store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
+        stack.counted_dynamo(&counter).await,
+        stack.tables.clone(),
+    ));
+    let mut transactions = stack.transactions_app();
+    transactions.store = store.clone();
+    let config = json!({"connectors": {
+        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["t1"]},
+    }});
+    let mut webhooks = stack.webhooks_app(&config).await;
+    webhooks.store = store;
+    Counted {
+        stack,
+        counter,
+        transactions,
+        webhooks,
+    }
+}
+
+async fn deliver(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
+    let text = body.to_string();
+    let headers = sign_webhook("standard-webhooks", SECRET, &text, Some(id), None);
+    let r = reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
+}
+
+#[tokio::test]
+async fn transfers_and_accounts_cost_one_write_and_refusals_read_only_to_explain() {
+    let c = counted().await;
+    let api = Api::new(&c.transactions, "t1");
+    let a = api.open("USD", "0").await;
+    let b = api.open("USD", "0").await;
+    let eur = api.open("EUR", "0").await;
+    let other_tenant = Api::new(&c.transactions, "t2").open("USD", "0").await;
+    let funder = api.open("USD", "1000").await;
+    api.transfer(&funder, &a, "100", "USD", false, &key()).await;
+
+    c.counter.reset();
+    let opened = api
+        .send("POST", "/v1/accounts", Some(&json!({"currency": "USD"})), Some(&key()))
+        .await;
+    assert_eq!(opened.status, 201);
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "an account with a key");
+
+    let k = key();
+    let t = api.transfer(&a, &b, "10", "USD", false, &k).await;
+    assert_eq!(t.status, 201);
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a transfer");
+
+    let replay = api.transfer(&a, &b, "10", "USD", false, &k).await;
+    assert_eq!((replay.status, &replay.body), (201, &t.body));
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE]),
+        "a replay: the write, refused, whose image holds the answer"
+    );
+
+    let reused = api.transfer(&a, &b, "11", "USD", false, &k).await;
+    reused.assert_problem(422, "idempotency_key_reused");
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a reused key");
+
+    let pending = api.transfer(&a, &b, "5", "USD", true, &key()).await;
+    assert_eq!(pending.status, 201);
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a hold");
+
+    // Refusals: the planned write is refused by its conditions, a read tells which
+    // rule, and the refusal is recorded under the key.
+    for (debit, credit, amount, currency, status, code) in [
+        (&a, &b, "1000", "USD", 422, "insufficient_funds"),
+        (&a, &eur, "1", "USD", 422, "currency_mismatch"),
+        (&a, &other_tenant, "1", "USD", 404, "account_not_found"),
+    ] {
+        let refused = api.transfer(debit, credit, amount, currency, false, &key()).await;
+        refused.assert_problem(status, code);
+        assert_eq!(c.counter.take(), calls(&[WRITE, READ, WRITE]), "{code}");
+    }
+    // The same account on both sides cannot be planned: read, then record.
+    api.transfer(&a, &a, "1", "USD", false, &key())
+        .await
+        .assert_problem(422, "same_account");
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "same_account");
+
+    // Transitions read the transfer (its accounts are only stored there), then write.
+    let id = pending.body["id"].as_str().unwrap();
+    let posted = api.post(&format!("/v1/transfers/{id}/post"), json!({}), &key()).await;
+    assert_eq!(posted.status, 200);
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a post");
+    let id = t.body["id"].as_str().unwrap();
+    let reversed = api
+        .post(&format!("/v1/transfers/{id}/reverse"), json!({"amount": "1"}), &key())
+        .await;
+    assert_eq!(reversed.status, 201);
+    assert_eq!(c.counter.take(), calls(&[READ, READ, WRITE]), "a reversal");
+
+    // Nothing moved that a refusal touched.
+    assert_eq!(api.balance(&a).await["posted"], "86.00");
+    let _ = &c.stack;
+}
+
+#[tokio::test]
+async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
+    let c = counted().await;
+    let api = Api::new(&c.transactions, "t1");
+    let funder = api.open("USD", "1000").await;
+    let customer = api.open("USD", "0").await;
+    api.transfer(&funder, &customer, "100", "USD", false, &key()).await;
+    let pay = |amount: &str| {
+        json!({"account_id": customer, "amount": amount, "currency": "USD", "connector": "demo-bank",
+               "counterparty": {"name": "Grace Hopper", "iban": "GB82WEST12345698765432"}})
+    };
+
+    c.counter.reset();
+    let k = key();
+    let first = api.post("/v1/payments", pay("10"), &k).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE]),
+        "the first payment opens the clearing account"
+    );
+    let second = api.post("/v1/payments", pay("15"), &key()).await;
+    assert_eq!(second.status, 201);
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a payment");
+    let replay = api.post("/v1/payments", pay("10"), &k).await;
+    assert_eq!((replay.status, &replay.body), (201, &first.body));
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a replay");
+    api.post("/v1/payments", pay("1000"), &key())
+        .await
+        .assert_problem(422, "insufficient_funds");
+    assert_eq!(c.counter.take(), calls(&[WRITE, READ, WRITE]), "insufficient_funds");
+
+    // Both payments' transfers credit one clearing account, exactly.
+    let t1 = api
+        .get(&format!(
+            "/v1/transfers/{}",
+            first.body["transfer_id"].as_str().unwrap()
+        ))
+        .await;
+    let t2 = api
+        .get(&format!(
+            "/v1/transfers/{}",
+            second.body["transfer_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(t1.body["credit_account_id"], t2.body["credit_account_id"]);
+    let clearing = t1.body["credit_account_id"].as_str().unwrap();
+    assert_eq!(api.balance(clearing).await["pending_credits"], "25.00");
+    assert_eq!(api.balance(&customer).await["pending_debits"], "25.00");
+
+    // Webhooks: a deposit reads the event key and its account, then writes.
+    c.counter.reset();
+    let deposit = json!({"type": "deposit.received", "data": {"account_id": customer, "amount": "7",
+                         "currency": "USD", "bank_reference": "ref-rt-1"}});
+    assert_eq!(
+        deliver(&c.webhooks, &deposit, "msg_rt_dep").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a deposit");
+    assert_eq!(api.balance(clearing).await["posted"], "-7.00");
+}
