@@ -8,7 +8,7 @@
 //! | account's transfer | `ACCT#<id>` | `TR#<transfer id>` | | |
 //! | transfer | `TR#<id>`     | `TR`   | | |
 //! | payment | `PAY#<id>`     | `PAY`  | | |
-//! | clearing account pointer | `CLEARING#<t>#<connector>#<currency>` | `CLEARING` | | |
+//! | clearing account | `ACCT#<id from its key>` | `ACCT` | as an account | |
 //!
 //! Idempotency records live in their own table, keyed by scope, with a TTL.
 //!
