@@ -19,7 +19,7 @@ use fintx_domain::auth::{Principal, Scope, TenantId};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
-use fintx_domain::payment::{apply_outcome, PaymentStatus};
+use fintx_domain::payment::{apply_outcome, payment_transfer_id, PaymentStatus};
 use fintx_domain::ports::{ClearingKey, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{open_transfer, NewTransfer};
 use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
@@ -174,15 +174,35 @@ fn decide(
             if payment.connector != connector.name || !connector.serves(&payment.tenant) {
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
-            let (Some(transfer), Some(Some(clearing))) = (&snapshot.transfer, snapshot.accounts.first()) else {
-                // The transfer names the clearing account: read both with the payment.
-                let transfer_id = payment.transfer_id;
-                let clearing_id = snapshot.transfer.as_ref().map(|t| t.credit_account_id);
+            // The payment's transfer is read with the payment when it carries the
+            // payment's ULID (every payment opened since ids were shared).
+            let Some(transfer) = snapshot.transfer.as_ref().filter(|t| t.id == payment.transfer_id) else {
                 return Ok(Step::ReadMore(Reads {
-                    transfer: Some(transfer_id),
-                    accounts: clearing_id.into_iter().collect(),
+                    transfer: Some(payment.transfer_id),
                     ..reads.clone()
                 }));
+            };
+            // Its credit side is the connector's clearing account, named by its key; only
+            // an account opened under an older, random id is read.
+            let key = ClearingKey {
+                tenant: payment.tenant.clone(),
+                connector: payment.connector.clone(),
+                currency: payment.currency,
+            };
+            let opening = key.opening(now);
+            let clearing = if transfer.credit_account_id == opening.id {
+                &opening
+            } else {
+                match snapshot.accounts.first() {
+                    Some(Some(clearing)) => clearing,
+                    _ => {
+                        return Ok(Step::ReadMore(Reads {
+                            transfer: Some(payment.transfer_id),
+                            accounts: vec![transfer.credit_account_id],
+                            ..reads.clone()
+                        }))
+                    }
+                }
             };
             let tenant = Some(payment.tenant.clone());
             match apply_outcome(payment, transfer, *to, clearing, transfer_id, now) {
@@ -353,7 +373,10 @@ impl Command for Receive<'_> {
             ..Reads::default()
         };
         match &self.event {
-            Event::Payment { payment_id, .. } => reads.payment = *payment_id,
+            Event::Payment { payment_id, .. } => {
+                reads.payment = *payment_id;
+                reads.transfer = payment_id.map(payment_transfer_id);
+            }
             Event::Deposit { account_id, .. } => reads.accounts = account_id.iter().copied().collect(),
             Event::Other | Event::Malformed(_) => {}
         }

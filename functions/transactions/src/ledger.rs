@@ -552,7 +552,6 @@ pub(crate) async fn create_payment(
 
     let now = system::now();
     let payment_id = PaymentId::from_ulid(system::new_ulid(now));
-    let transfer_id = TransferId::from_ulid(system::new_ulid(now));
     // Sealed once, before any write: KMS unavailable means nothing is written.
     let context = SealContext::new(
         &caller.tenant,
@@ -574,7 +573,6 @@ pub(crate) async fn create_payment(
         reference,
     };
     drop(counterparty);
-    let ids = (payment_id, transfer_id);
     let reads = Reads {
         accounts: vec![account_id],
         ..Reads::default()
@@ -582,7 +580,7 @@ pub(crate) async fn create_payment(
     // The payment's complete write, from its account as read, or planned without a read
     // (the write's conditions then stand in for it).
     let write = |account: Option<&fintx_domain::account::Account>| {
-        let opened = open_payment(ids, &caller.tenant, request.clone(), account, now)?;
+        let opened = open_payment(payment_id, &caller.tenant, request.clone(), account, now)?;
         let view = to_body(&payment_view(&opened.payment))?;
         let write = LedgerWrite {
             deltas: opened.deltas.to_vec(),

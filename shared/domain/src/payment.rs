@@ -160,6 +160,12 @@ pub struct PaymentOutcome {
     pub deltas: [AccountDelta; 2],
 }
 
+/// The id of a payment's transfer: the payment's own ULID under the transfer prefix, so a
+/// bank outcome reads the payment and its transfer together.
+pub fn payment_transfer_id(payment: PaymentId) -> TransferId {
+    TransferId::from_ulid(payment.ulid())
+}
+
 /// A validated `POST /v1/payments`, its counterparty already sealed.
 #[derive(Clone, Debug)]
 pub struct NewPayment {
@@ -188,13 +194,13 @@ pub struct OpenedPayment {
 /// of the tenant in the payment's currency that covers the amount, which is exactly when
 /// a read would have decided the same write.
 pub fn open_payment(
-    ids: (PaymentId, TransferId),
+    payment_id: PaymentId,
     tenant: &TenantId,
     request: NewPayment,
     account: Option<&Account>,
     now: Timestamp,
 ) -> Result<OpenedPayment, DomainError> {
-    let (payment_id, transfer_id) = ids;
+    let transfer_id = payment_transfer_id(payment_id);
     let clearing = ClearingKey {
         tenant: tenant.clone(),
         connector: request.connector.clone(),

@@ -190,4 +190,40 @@ async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
     );
     assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a deposit");
     assert_eq!(api.balance(clearing).await["posted"], "-7.00");
+
+    // A bank outcome reads the payment with its transfer, then writes.
+    c.counter.reset();
+    let first_id = first.body["id"].as_str().unwrap();
+    let settled = json!({"type": "payment.settled", "data": {"payment_id": first_id}});
+    assert_eq!(
+        deliver(&c.webhooks, &settled, "msg_rt_settle").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a settlement");
+    let returned = json!({"type": "payment.returned", "data": {"payment_id": first_id}});
+    assert_eq!(
+        deliver(&c.webhooks, &returned, "msg_rt_return").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a return");
+    let second_id = second.body["id"].as_str().unwrap();
+    let failed = json!({"type": "payment.failed", "data": {"payment_id": second_id}});
+    assert_eq!(
+        deliver(&c.webhooks, &failed, "msg_rt_fail").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a failure");
+    assert_eq!(
+        deliver(&c.webhooks, &failed, "msg_rt_fail").await,
+        json!({"outcome": "duplicate"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ]), "a duplicate delivery");
+    // Settled 10 and returned; failed 15; deposited 7: the clearing account is back to
+    // the deposit alone, and the customer has its money back.
+    let clearing_balance = api.balance(clearing).await;
+    assert_eq!(
+        (&clearing_balance["posted"], &clearing_balance["pending_credits"]),
+        (&json!("-7.00"), &json!("0.00"))
+    );
+    assert_eq!(api.balance(&customer).await["posted"], "107.00");
 }
