@@ -1891,7 +1891,7 @@ fn to_minor(value: rust_decimal::Decimal, exponent: u32) -> Minor {
 
 /// A transfer as its stream image, in DynamoDB's JSON.
 fn image_json(t: &fintx_domain::transfer::Transfer) -> Value {
-    let item = fintx_adapters::ledger_store::transfer_item(t);
+    let item = fintx_adapters::schema::transfer_item(t);
     Value::Object(item.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect())
 }
 

@@ -3,24 +3,22 @@
 //! HTTP routes that serve them (SPEC §8).
 #![forbid(unsafe_code)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use fintx_adapters::http::{json_response, principal, query_param, respond_or_problem, route_path};
+use fintx_adapters::schema::transfer_from_stream_image;
 use fintx_adapters::system;
-use fintx_domain::auth::{Principal, Scope as AuthScope, TenantId};
+use fintx_domain::auth::{Principal, Scope as AuthScope};
 use fintx_domain::clock::Timestamp;
-use fintx_domain::ids::{AccountId, TransferId};
+use fintx_domain::ids::AccountId;
 use fintx_domain::money::{format_decimal, Currency};
 use fintx_domain::ports::{LedgerStore, RollupStore};
 use fintx_domain::rollup::{movement, parse_instant, Granularity, Movement, Scope, TransferImage};
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use rust_decimal::Decimal;
-use serde_dynamo::AttributeValue;
 use serde_json::{json, Value};
 
 pub struct App {
@@ -40,35 +38,19 @@ pub struct BatchReport {
     pub malformed: usize,
 }
 
-fn text<'a>(item: &'a serde_dynamo::Item, name: &str) -> Result<&'a str, String> {
-    match item.get(name) {
-        Some(AttributeValue::S(s)) => Ok(s),
-        _ => Err(format!("attribute {name} is missing or not a string")),
-    }
-}
-
-/// The transfer in a stream image; `Ok(None)` for records that are not transfers.
+/// The transfer in a stream image, as far as rollups care; `Ok(None)` for images of
+/// other records. The image is read by the ledger's own item codec
+/// (`fintx_adapters::schema`), so analytics knows no attribute names.
 pub fn transfer_image(item: &serde_dynamo::Item) -> Result<Option<TransferImage>, String> {
-    if item.is_empty() || !matches!(item.get("entity"), Some(AttributeValue::S(e)) if e == "transfer") {
-        return Ok(None);
-    }
-    let posted_amount = match item.get("posted_amount") {
-        Some(AttributeValue::N(n)) => Decimal::from_str(n).map_err(|_| "posted_amount is not a decimal".to_owned())?,
-        _ => return Err("posted_amount is missing".into()),
-    };
-    let account = |name: &str| AccountId::parse(text(item, name)?).ok_or(format!("{name} is not an account id"));
-    Ok(Some(TransferImage {
-        id: TransferId::parse(text(item, "id")?).ok_or("id is not a transfer id")?,
-        tenant: TenantId::parse(text(item, "tenant_id")?).map_err(|_| "tenant_id is not valid")?,
-        debit_account_id: account("debit_account_id")?,
-        credit_account_id: account("credit_account_id")?,
-        currency: Currency::parse(text(item, "currency")?).map_err(|_| "currency is not valid")?,
-        posted_amount,
-        posted_at: match item.get("posted_at") {
-            None => None,
-            Some(AttributeValue::S(t)) => Some(Timestamp::parse_rfc3339(t).ok_or("posted_at is not RFC 3339")?),
-            Some(_) => return Err("posted_at is not a string".into()),
-        },
+    let transfer = transfer_from_stream_image(item).map_err(|_| "a transfer image does not parse".to_owned())?;
+    Ok(transfer.map(|t| TransferImage {
+        id: t.id,
+        tenant: t.tenant,
+        debit_account_id: t.debit_account_id,
+        credit_account_id: t.credit_account_id,
+        currency: t.currency,
+        posted_amount: t.posted_amount.value(),
+        posted_at: t.posted_at,
     }))
 }
 

@@ -14,5 +14,6 @@ pub mod ledger_store;
 pub mod memory;
 pub mod metrics;
 pub mod rollup_store;
+pub mod schema;
 pub mod settings;
 pub mod system;

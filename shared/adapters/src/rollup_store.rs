@@ -11,8 +11,7 @@
 //! the transaction is refused as a whole, the counted movements are dropped, and the rest
 //! is written again. Counting is therefore exact under redelivery, replay and reordering.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::str::FromStr;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -25,24 +24,13 @@ use fintx_domain::money::Currency;
 use fintx_domain::ports::RollupStore;
 use fintx_domain::rollup::{contributions, Granularity, Movement, RollupKey, Scope, Totals};
 use fintx_domain::DomainError;
-use rust_decimal::Decimal;
+
+use crate::schema;
 
 /// DynamoDB allows 100 items per transaction.
 const TRANSACTION_ITEMS_MAX: usize = 100;
 /// Markers outlive the stream's 24-hour retention, the longest a record can be redelivered.
 const MARKER_RETENTION_SECONDS: i64 = 14 * 24 * 60 * 60;
-
-fn row_pk(tenant: &TenantId, scope: &Scope, currency: &str, granularity: Granularity) -> String {
-    let scope = match scope {
-        Scope::Account(id) => format!("A#{id}"),
-        Scope::Tenant => "T".to_owned(),
-    };
-    format!("ROLL#{tenant}#{scope}#{currency}#{}", granularity.as_str())
-}
-
-fn marker_pk(id: &TransferId) -> String {
-    format!("MOV#{id}")
-}
 
 /// Groups movements into chunks whose markers and distinct rows fit one transaction.
 type Chunk<'a> = (Vec<&'a Movement>, BTreeMap<RollupKey, Totals>);
@@ -99,19 +87,12 @@ impl DynamoRollups {
     async fn existing_markers(&self, movements: &[&Movement]) -> Result<HashSet<TransferId>, DomainError> {
         let keys = movements
             .iter()
-            .map(|m| {
-                HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(marker_pk(&m.transfer_id))),
-                    ("sk".to_owned(), AttributeValue::S("MOV".into())),
-                ])
-            })
+            .map(|m| schema::movement_marker_key(&m.transfer_id))
             .collect();
         let mut found = HashSet::new();
         for item in crate::dynamo::batch_get_all(&self.client, &self.table, keys).await? {
-            if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                if let Some(id) = pk.strip_prefix("MOV#").and_then(TransferId::parse) {
-                    found.insert(id);
-                }
+            if let Some(id) = schema::movement_marker_id(&item) {
+                found.insert(id);
             }
         }
         Ok(found)
@@ -122,32 +103,22 @@ impl DynamoRollups {
         let now_s = crate::system::now().unix_ms() / 1000;
         let mut items = Vec::with_capacity(movements.len() + rows.len());
         for m in movements {
+            let expires_at = now_s.saturating_add(MARKER_RETENTION_SECONDS);
             let put = Put::builder()
                 .table_name(&self.table)
-                .item("pk", AttributeValue::S(marker_pk(&m.transfer_id)))
-                .item("sk", AttributeValue::S("MOV".into()))
-                .item(
-                    "expires_at",
-                    AttributeValue::N(now_s.saturating_add(MARKER_RETENTION_SECONDS).to_string()),
-                )
+                .set_item(Some(schema::movement_marker_item(&m.transfer_id, expires_at)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(|_| DomainError::Unavailable)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         for (key, t) in rows {
+            let (expression, values) = schema::rollup_row_add(t);
             let update = Update::builder()
                 .table_name(&self.table)
-                .key(
-                    "pk",
-                    AttributeValue::S(row_pk(&key.tenant, &key.scope, key.currency_code, key.granularity)),
-                )
-                .key("sk", AttributeValue::S(key.period.clone()))
-                .update_expression("ADD debit_count :dc, debit_amount :da, credit_count :cc, credit_amount :ca")
-                .expression_attribute_values(":dc", AttributeValue::N(t.debit_count.to_string()))
-                .expression_attribute_values(":da", AttributeValue::N(t.debit_amount.normalize().to_string()))
-                .expression_attribute_values(":cc", AttributeValue::N(t.credit_count.to_string()))
-                .expression_attribute_values(":ca", AttributeValue::N(t.credit_amount.normalize().to_string()))
+                .set_key(Some(schema::rollup_row_key(key)))
+                .update_expression(expression)
+                .set_expression_attribute_values(Some(values))
                 .build()
                 .map_err(|_| DomainError::Unavailable)?;
             items.push(TransactWriteItem::builder().update(update).build());
@@ -224,7 +195,7 @@ impl RollupStore for DynamoRollups {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
                 .expression_attribute_values(
                     ":pk",
-                    AttributeValue::S(row_pk(tenant, scope, currency.code(), granularity)),
+                    AttributeValue::S(schema::rollup_row_pk(tenant, scope, currency.code(), granularity)),
                 )
                 .expression_attribute_values(":first", AttributeValue::S(first.to_owned()))
                 .expression_attribute_values(":last", AttributeValue::S(last.to_owned()))
@@ -236,24 +207,7 @@ impl RollupStore for DynamoRollups {
                     DomainError::Unavailable
                 })?;
             for item in page.items.unwrap_or_default() {
-                let n = |name: &str| match item.get(name) {
-                    Some(AttributeValue::N(v)) => Decimal::from_str(v).map_err(|_| DomainError::Unavailable),
-                    _ => Ok(Decimal::ZERO),
-                };
-                let count = |name: &str| n(name).and_then(|d| u64::try_from(d).map_err(|_| DomainError::Unavailable));
-                let period = match item.get("sk") {
-                    Some(AttributeValue::S(p)) => p.clone(),
-                    _ => return Err(DomainError::Unavailable),
-                };
-                out.push((
-                    period,
-                    Totals {
-                        debit_count: count("debit_count")?,
-                        debit_amount: n("debit_amount")?,
-                        credit_count: count("credit_count")?,
-                        credit_amount: n("credit_amount")?,
-                    },
-                ));
+                out.push(schema::rollup_row_from_item(&item)?);
             }
             start = page.last_evaluated_key;
             if start.is_none() {
