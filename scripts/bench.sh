@@ -25,6 +25,10 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 FINTX_TABLE_SPECS="$PWD
 echo "== handler latency and round trips against the emulator"
 cargo run --locked -p fintx-tests --bin ledger-latency -- "${BENCH_REQUESTS:-100}"
 
+echo "== warm CPU per transfer request: fintx (release) beside a Python + Powertools handler doing the same job"
+cargo build --release --locked -p fintx-tests --bin warm-cpu
+.venv/bin/python scripts/warm_cpu.py target/release/warm-cpu --requests "${BENCH_WARM_REQUESTS:-500}"
+
 echo "== cold start: release bootstraps against a local Runtime API stand-in, beside a bare echo"
 cargo build --release --locked -p transactions -p bank-webhooks -p analytics-rollups
 cargo build --release --locked -p fintx-tests --bin lambda-echo --bin first-tls

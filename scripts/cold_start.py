@@ -3,6 +3,8 @@
 For each binary and run: start a minimal Lambda Runtime API on a free loopback port, start
 the binary with AWS_LAMBDA_RUNTIME_API pointing at it, and record
   init   process start -> its first GET /runtime/invocation/next
+  init CPU  the CPU time the process's threads had used by then (/proc/<pid>/task/*/schedstat):
+         what init costs the function itself, without the time it waited on the network
   first  delivery of the first event -> its response (includes the first SDK call)
   warm   median of the next 20 invocations
   rss    peak resident set size (VmHWM) after the warm invocations
@@ -46,6 +48,7 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
         with state["lock"]:
             if state["init_done"] is None:
                 state["init_done"] = now
+                state["init_cpu_ns"] = cpu_ns(state["pid"].result(timeout=5))
         event = state["queue"].get()
         if event is None:
             self.send_error(410)
@@ -84,11 +87,23 @@ class QuietServer(http.server.ThreadingHTTPServer):
         pass
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds the process's threads have run on a CPU."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def one_run(binary: str, payload: dict, env: dict, capture: bool = False) -> dict:
     import queue
+    from concurrent.futures import Future
 
     state = {"lock": threading.Lock(), "init_done": None, "queue": queue.Queue(), "sent": {}, "done": {}, "ok": {},
-             "events": threading.Event()}
+             "events": threading.Event(), "pid": Future(), "init_cpu_ns": None}
     server = QuietServer(("127.0.0.1", 0), RuntimeApi)
     server.state = state
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -98,6 +113,7 @@ def one_run(binary: str, payload: dict, env: dict, capture: bool = False) -> dic
     started = time.monotonic()
     output = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen([binary], env=env, stdout=output, stderr=subprocess.DEVNULL)
+    state["pid"].set_result(proc.pid)
     try:
         deadline = time.monotonic() + 60
         while len(state["done"]) < 1 + WARM and time.monotonic() < deadline and proc.poll() is None:
@@ -119,6 +135,7 @@ def one_run(binary: str, payload: dict, env: dict, capture: bool = False) -> dic
     warm = [state["done"][f"req-{i}"] - state["sent"][f"req-{i}"] for i in range(1, 1 + WARM) if f"req-{i}" in state["done"]]
     return {
         "init_ms": (state["init_done"] - started) * 1e3,
+        "init_cpu_ms": state["init_cpu_ns"] / 1e6,
         "first_ms": (state["done"]["req-0"] - state["sent"]["req-0"]) * 1e3,
         "warm_ms": statistics.median(warm) * 1e3,
         "rss_mb": rss_kb / 1024,
@@ -169,7 +186,7 @@ def main() -> None:
         payload = json.loads(Path(event_file).read_text()) if event_file else {"ping": 1}
         row_env = dict(env, **connector_env(endpoint)) if mode == "connectors" else env
         results = [one_run(binary, payload, row_env, capture=mode == "connectors") for _ in range(runs)]
-        med = {k: statistics.median(r[k] for r in results) for k in ("init_ms", "first_ms", "warm_ms", "rss_mb")}
+        med = {k: statistics.median(r[k] for r in results) for k in ("init_ms", "init_cpu_ms", "first_ms", "warm_ms", "rss_mb")}
         decrypts = [r["decrypt_ms"] for r in results if r["decrypt_ms"] is not None]
         if mode == "connectors":
             if len(decrypts) != len(results):
@@ -177,13 +194,14 @@ def main() -> None:
             print(f"{name}: connector configuration KMS Decrypt at init, median {statistics.median(decrypts):.2f} ms")
         size = Path(binary).stat().st_size / (1024 * 1024)
         rows.append((name, med, size, all(r["first_ok"] for r in results)))
-    echo_init = next((m["init_ms"] for n, m, _, _ in rows if n == "echo"), None)
+    echo = next((m for n, m, _, _ in rows if n == "echo"), None)
     print(f"medians of {runs} runs")
-    print("| binary | init | init / echo | first invocation | warm invocation | peak RSS | stripped size |")
-    print("|---|---|---|---|---|---|---|")
+    print("| binary | init | init / echo | init CPU | init CPU / echo | first invocation | warm invocation | peak RSS | stripped size |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m, size, ok in rows:
-        ratio = f"{m['init_ms'] / echo_init:.2f}x" if echo_init else "-"
-        print(f"| {name} | {m['init_ms']:.2f} ms | {ratio} | {m['first_ms']:.2f} ms | {m['warm_ms']:.3f} ms | {m['rss_mb']:.1f} MB | {size:.2f} MiB |")
+        ratio = f"{m['init_ms'] / echo['init_ms']:.2f}x" if echo else "-"
+        cpu_ratio = f"{m['init_cpu_ms'] / echo['init_cpu_ms']:.2f}x" if echo else "-"
+        print(f"| {name} | {m['init_ms']:.2f} ms | {ratio} | {m['init_cpu_ms']:.2f} ms | {cpu_ratio} | {m['first_ms']:.2f} ms | {m['warm_ms']:.3f} ms | {m['rss_mb']:.1f} MB | {size:.2f} MiB |")
 
 
 if __name__ == "__main__":

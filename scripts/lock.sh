@@ -14,6 +14,11 @@ trap 'rm -rf "$tool"' EXIT
 
 "$python" -m venv "$tool/venv"
 "$tool/venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$uv_version"
+# The current lock is uv's starting point: packages keep their pins unless requirements.in
+# asks otherwise (UPGRADE=1 re-resolves everything to the newest allowed).
+if [ -f requirements.txt ] && [ -z "${UPGRADE:-}" ]; then
+  grep -v '^#' requirements.txt > requirements.txt.new
+fi
 "$tool/venv/bin/uv" pip compile requirements.in \
   --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --no-header --quiet --output-file requirements.txt.new
