@@ -242,6 +242,9 @@ impl FaultyStore {
     }
 }
 
+/// A call whose answer never came: the effect is unknown to the caller.
+const LOST: DomainError = DomainError::Dependency(fintx_domain::Cause::Timeout);
+
 #[async_trait]
 impl AccountStore for FaultyStore {
     async fn insert_account(&self, account: &Account) -> Result<(), DomainError> {
@@ -274,8 +277,11 @@ impl AccountStore for FaultyStore {
 impl LedgerStore for FaultyStore {
     async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
         // A dead process makes no more calls; a throttled or timed-out read fails.
-        if self.crashed() || self.draw_read_failure() {
+        if self.crashed() {
             return Err(DomainError::Unavailable);
+        }
+        if self.draw_read_failure() {
+            return Err(LOST);
         }
         self.inner.read(tenant, reads).await
     }
@@ -317,10 +323,11 @@ impl LedgerStore for FaultyStore {
         match self.draw_commit() {
             None => self.commit_once(write).await,
             Some(CommitFault::Conflict) => Err(CommitError::Rejected(Rejection::Contention)),
-            Some(CommitFault::FailBefore) => Err(CommitError::Failed(DomainError::Unavailable)),
+            // No answer: the caller cannot tell whether the write applied.
+            Some(CommitFault::FailBefore) => Err(CommitError::Failed(LOST)),
             Some(CommitFault::FailAfter) => {
                 self.commit_once(write).await?;
-                Err(CommitError::Failed(DomainError::Unavailable))
+                Err(CommitError::Failed(LOST))
             }
             Some(CommitFault::ResendAfter) => {
                 self.commit_once(write).await?;
@@ -329,7 +336,7 @@ impl LedgerStore for FaultyStore {
             Some(CommitFault::Crash) => {
                 self.commit_once(write).await?;
                 self.plan.lock().unwrap().crashed = true;
-                Err(CommitError::Failed(DomainError::Unavailable))
+                Err(CommitError::Failed(LOST))
             }
         }
     }

@@ -18,13 +18,69 @@ use aws_smithy_async::time::SystemTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
 use aws_types::SdkConfig;
 use base64::Engine;
+use fintx_domain::{Cause, DomainError};
 
 use crate::settings::SettingsError;
+
+/// Error codes AWS services answer when they refuse a call for capacity.
+const THROTTLING_CODES: [&str; 6] = [
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    // KMS: the request rate quota.
+    "LimitExceededException",
+];
+
+/// Why an SDK call failed, so that retrying follows from the cause.
+pub fn cause<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Cause {
+    match error {
+        SdkError::ConstructionFailure(_) => Cause::Refused,
+        // Sent or maybe sent, and no answer: the effect is unknown.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Cause::Timeout,
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().unwrap_or_default();
+            if THROTTLING_CODES.contains(&code) {
+                Cause::Throttled
+            } else if context.raw().status().is_server_error() {
+                Cause::ServerError
+            } else {
+                Cause::Refused
+            }
+        }
+        // An answer that could not be read, or a kind of failure added later.
+        _ => Cause::ServerError,
+    }
+}
+
+/// Logs an AWS call's failure with its whole cause chain and turns it into the opaque
+/// `unavailable` outcome that keeps why: the client learns nothing internal.
+pub fn failed<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> DomainError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    move |error| failure(operation, &error)
+}
+
+/// [`failed`] for an error at hand.
+pub fn failure<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> DomainError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let cause = cause(error);
+    tracing::error!(operation, ?cause, error = %DisplayErrorContext(error), "AWS call failed");
+    DomainError::Dependency(cause)
+}
 
 /// The certificate authorities every AWS service endpoint (regional, FIPS, dual-stack and
 /// PrivateLink) chains to: Amazon Trust Services' four roots and the Starfield root that

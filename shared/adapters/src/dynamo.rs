@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use fintx_domain::account::Account;
@@ -13,6 +12,7 @@ use fintx_domain::ids::AccountId;
 use fintx_domain::ports::{AccountStore, Page};
 use fintx_domain::DomainError;
 
+use crate::aws::failed;
 use crate::schema::{account_from_item, account_item, account_key, s, tenant_accounts_pk};
 use crate::settings::Tables;
 
@@ -65,7 +65,7 @@ pub async fn batch_get_all(
                 .set_request_items(Some(items))
                 .send()
                 .await
-                .map_err(unavailable("BatchGetItem"))?;
+                .map_err(failed("BatchGetItem"))?;
             found.extend(output.responses.unwrap_or_default().remove(table).unwrap_or_default());
             pending = output.unprocessed_keys.filter(|u| !u.is_empty());
         }
@@ -75,19 +75,6 @@ pub async fn batch_get_all(
         }
     }
     Ok(found)
-}
-
-/// Logs an SDK failure with its whole cause chain and turns it into the opaque
-/// `unavailable` outcome: the client learns nothing internal.
-fn unavailable<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> DomainError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    move |error| {
-        tracing::error!(operation, error = %DisplayErrorContext(&error), "DynamoDB call failed");
-        DomainError::Unavailable
-    }
 }
 
 #[async_trait]
@@ -100,7 +87,7 @@ impl AccountStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
-            .map_err(unavailable("PutItem account"))?;
+            .map_err(failed("PutItem account"))?;
         Ok(())
     }
 
@@ -113,7 +100,7 @@ impl AccountStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable("GetItem account"))?;
+            .map_err(failed("GetItem account"))?;
         let Some(item) = output.item else { return Ok(None) };
         let account = account_from_item(&item)?;
         // Another tenant's account answers exactly like a missing one.
@@ -141,7 +128,7 @@ impl AccountStore for DynamoStore {
                 .expression_attribute_values(":before", s(before.to_string())),
             None => query.key_condition_expression("gsi1pk = :pk"),
         };
-        let output = query.send().await.map_err(unavailable("Query accounts"))?;
+        let output = query.send().await.map_err(failed("Query accounts"))?;
         let items = output
             .items
             .unwrap_or_default()

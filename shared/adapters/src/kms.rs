@@ -40,10 +40,7 @@ impl KmsCursorKeys {
             .message(Blob::new(CURSOR_KEY_LABEL))
             .send()
             .await
-            .map_err(|e| {
-                tracing::error!(error = %aws_sdk_kms::error::DisplayErrorContext(&e), "deriving the cursor key failed");
-                DomainError::Unavailable
-            })?;
+            .map_err(crate::aws::failed("GenerateMac cursor key"))?;
         let mac = output.mac.ok_or(DomainError::Unavailable)?;
         let bytes: [u8; 32] = mac.as_ref().try_into().map_err(|_| DomainError::Unavailable)?;
         Ok(Secret::new(bytes))

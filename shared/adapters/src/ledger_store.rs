@@ -15,6 +15,7 @@ use fintx_domain::transfer::{AccountDelta, Transfer};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
+use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
     account_from_item, account_item, account_key, account_transfer_entry, corrupt, deposit_reference_item,
@@ -180,10 +181,7 @@ impl LedgerStore for DynamoStore {
             .set_transact_items(Some(gets))
             .send()
             .await
-            .map_err(|e| {
-                tracing::error!(error = %DisplayErrorContext(&e), "TransactGetItems failed");
-                DomainError::Unavailable
-            })?;
+            .map_err(failed("TransactGetItems"))?;
         let responses = output.responses.unwrap_or_default();
         if responses.len() != kinds.len() {
             tracing::error!(
@@ -296,10 +294,7 @@ impl LedgerStore for DynamoStore {
             Some(e) if e.meta().code() == Some("TransactionConflictException") => {
                 return Err(CommitError::Rejected(Rejection::Contention))
             }
-            _ => {
-                tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
-                return Err(CommitError::Failed(DomainError::Unavailable));
-            }
+            _ => return Err(CommitError::Failed(failure("TransactWriteItems", &error))),
         };
         // A refusing record that returned its image answers the request as it stands.
         for (reason, role) in reasons.iter().zip(&roles) {
@@ -371,10 +366,7 @@ impl LedgerStore for DynamoStore {
                 .expression_attribute_values(":before", s(b)),
             None => query.key_condition_expression("gsi1pk = :pk"),
         };
-        let output = query.send().await.map_err(|e| {
-            tracing::error!(error = %DisplayErrorContext(&e), "Query webhook events failed");
-            DomainError::Unavailable
-        })?;
+        let output = query.send().await.map_err(failed("Query webhook events"))?;
         let items = output
             .items
             .unwrap_or_default()
@@ -410,10 +402,7 @@ impl LedgerStore for DynamoStore {
             .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| {
-                tracing::error!(error = %DisplayErrorContext(&e), "Query account transfers failed");
-                DomainError::Unavailable
-            })?;
+            .map_err(failed("Query account transfers"))?;
         let mut ids = Vec::new();
         for item in output.items.unwrap_or_default() {
             let entry = Item(&item);

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use fintx_domain::auth::TenantId;
@@ -142,8 +141,7 @@ impl DynamoRollups {
                 if counted {
                     Ok(false)
                 } else {
-                    tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems rollups failed");
-                    Err(DomainError::Unavailable)
+                    Err(crate::aws::failure("TransactWriteItems rollups", &error))
                 }
             }
         }
@@ -202,10 +200,7 @@ impl RollupStore for DynamoRollups {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %DisplayErrorContext(&e), "Query rollups failed");
-                    DomainError::Unavailable
-                })?;
+                .map_err(crate::aws::failed("Query rollups"))?;
             for item in page.items.unwrap_or_default() {
                 out.push(schema::rollup_row_from_item(&item)?);
             }

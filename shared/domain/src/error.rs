@@ -154,6 +154,34 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Why a dependency did not serve a call. Kept with the failure so that retrying follows
+/// from the cause, never from a guess: a write whose effect is unknown may have applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Refused for capacity before anything was done (throttling): nothing applied.
+    Throttled,
+    /// Sent, and no answer came in time or the connection broke: it may have applied.
+    Timeout,
+    /// The service failed while handling it (a 5xx, an unreadable answer): it may have
+    /// applied.
+    ServerError,
+    /// Refused as sent (validation, a missing table or key, a request that could not be
+    /// built): nothing applied, and sending it again cannot help.
+    Refused,
+}
+
+impl Cause {
+    /// Whether the call may have taken effect although it failed.
+    pub const fn effect_unknown(self) -> bool {
+        matches!(self, Cause::Timeout | Cause::ServerError)
+    }
+
+    /// Whether sending the same call again can succeed.
+    pub const fn retryable(self) -> bool {
+        !matches!(self, Cause::Refused)
+    }
+}
+
 /// A failure with its code and a client-safe detail. Details are written by fintx, never
 /// copied from input, so they cannot carry PII or secrets back out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,6 +238,10 @@ pub enum DomainError {
     EncryptionUnavailable,
     #[error("a dependency is temporarily unavailable")]
     Unavailable,
+    /// A call to a dependency (DynamoDB, KMS) that did not succeed, with why: what may be
+    /// sent again follows from the cause.
+    #[error("a dependency is temporarily unavailable ({0:?})")]
+    Dependency(Cause),
     /// A write whose balance changes do not sum to zero: a programming error, refused
     /// before it reaches storage and answered as opaque unavailability.
     #[error("a ledger write does not balance")]
@@ -244,7 +276,7 @@ impl DomainError {
             E::TimestampOutOfTolerance => ErrorCode::TimestampOutOfTolerance,
             E::UnknownConnector => ErrorCode::UnknownConnector,
             E::EncryptionUnavailable => ErrorCode::EncryptionUnavailable,
-            E::Unavailable | E::Unbalanced => ErrorCode::Unavailable,
+            E::Unavailable | E::Unbalanced | E::Dependency(_) => ErrorCode::Unavailable,
         }
     }
 

@@ -21,4 +21,4 @@ pub mod secret;
 pub mod transfer;
 pub mod webhook;
 
-pub use error::{DomainError, ErrorCode, Problem};
+pub use error::{Cause, DomainError, ErrorCode, Problem};

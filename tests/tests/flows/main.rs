@@ -14,6 +14,7 @@ mod no_secrets;
 mod rollup_faults;
 mod round_trips;
 mod side_doors;
+mod store_failures;
 mod template;
 mod template_guards;
 mod webhook_properties;
