@@ -25,7 +25,6 @@ use fintx_domain::payment::ConnectorGrant;
 use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
-use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
@@ -50,51 +49,119 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     respond_or_problem(route(app, &request).await)
 }
 
+/// What a route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    CreateAccount,
+    ListAccounts,
+    GetAccount,
+    ListAccountTransfers,
+    CreateTransfer,
+    GetTransfer,
+    PostTransfer,
+    VoidTransfer,
+    ReverseTransfer,
+    CreatePayment,
+    GetPayment,
+}
+
+/// One route of the API: method, path (`{id}` matches one segment), the scope a caller
+/// needs, and what it does.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub scope: Scope,
+    pub handler: Handler,
+}
+
+/// Every route of the transactions API, with the scope it requires (SPEC §4). Checked
+/// against `openapi.yaml` and `template.yaml` by the tests.
+pub const ROUTES: [Route; 11] = [
+    entry("POST", "/v1/accounts", Scope::LedgerWrite, Handler::CreateAccount),
+    entry("GET", "/v1/accounts", Scope::LedgerRead, Handler::ListAccounts),
+    entry("GET", "/v1/accounts/{id}", Scope::LedgerRead, Handler::GetAccount),
+    entry(
+        "GET",
+        "/v1/accounts/{id}/transfers",
+        Scope::LedgerRead,
+        Handler::ListAccountTransfers,
+    ),
+    entry("POST", "/v1/transfers", Scope::LedgerWrite, Handler::CreateTransfer),
+    entry("GET", "/v1/transfers/{id}", Scope::LedgerRead, Handler::GetTransfer),
+    entry(
+        "POST",
+        "/v1/transfers/{id}/post",
+        Scope::LedgerWrite,
+        Handler::PostTransfer,
+    ),
+    entry(
+        "POST",
+        "/v1/transfers/{id}/void",
+        Scope::LedgerWrite,
+        Handler::VoidTransfer,
+    ),
+    entry(
+        "POST",
+        "/v1/transfers/{id}/reverse",
+        Scope::LedgerWrite,
+        Handler::ReverseTransfer,
+    ),
+    entry("POST", "/v1/payments", Scope::LedgerWrite, Handler::CreatePayment),
+    entry("GET", "/v1/payments/{id}", Scope::LedgerRead, Handler::GetPayment),
+];
+
+const fn entry(method: &'static str, path: &'static str, scope: Scope, handler: Handler) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+        handler,
+    }
+}
+
+/// The route a request's method and path name, with its `{id}` segment if any.
+pub fn find_route<'a>(method: &str, path: &'a str) -> Option<(&'static Route, Option<&'a str>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    ROUTES.iter().filter(|r| r.method == method).find_map(|r| {
+        let pattern: Vec<&str> = r.path.split('/').skip(1).collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut id = None;
+        for (p, s) in pattern.iter().zip(&segments) {
+            match *p {
+                "{id}" => id = Some(*s),
+                literal if literal == *s => {}
+                _ => return None,
+            }
+        }
+        Some((r, id))
+    })
+}
+
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
     let caller = principal(request, app.dev_auth_headers)?;
-    let path = route_path(request).trim_end_matches('/').to_owned();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let method = request.method();
-    match (method, segments.as_slice()) {
-        (&Method::POST, ["v1", "accounts"]) => create_account(app, &caller, request).await,
-        (&Method::GET, ["v1", "accounts"]) => list_accounts(app, &caller, request).await,
-        (&Method::GET, ["v1", "accounts", id]) => get_account(app, &caller, id, request).await,
-        (&Method::GET, ["v1", "accounts", id, "transfers"]) => {
-            caller.require(Scope::LedgerRead)?;
-            ledger::list_account_transfers(app, &caller, request, id).await
-        }
-        (&Method::POST, ["v1", "transfers"]) => {
-            caller.require(Scope::LedgerWrite)?;
-            ledger::create_transfer(app, &caller, request).await
-        }
-        (&Method::GET, ["v1", "transfers", id]) => {
-            caller.require(Scope::LedgerRead)?;
-            ledger::get_transfer(app, &caller, id).await
-        }
-        (&Method::POST, ["v1", "transfers", id, action]) => {
-            caller.require(Scope::LedgerWrite)?;
-            let action = match *action {
-                "post" => ledger::Action::Post,
-                "void" => ledger::Action::Void,
-                "reverse" => ledger::Action::Reverse,
-                _ => return Err(DomainError::NotFound),
-            };
-            ledger::transition(app, &caller, request, id, action).await
-        }
-        (&Method::POST, ["v1", "payments"]) => {
-            caller.require(Scope::LedgerWrite)?;
-            ledger::create_payment(app, &caller, request).await
-        }
-        (&Method::GET, ["v1", "payments", id]) => {
-            caller.require(Scope::LedgerRead)?;
-            ledger::get_payment(app, &caller, id).await
-        }
-        _ => Err(DomainError::NotFound),
+    let path = route_path(request).to_owned();
+    let (route, id) = find_route(request.method().as_str(), &path).ok_or(DomainError::NotFound)?;
+    caller.require(route.scope)?;
+    let id = id.unwrap_or_default();
+    match route.handler {
+        Handler::CreateAccount => create_account(app, &caller, request).await,
+        Handler::ListAccounts => list_accounts(app, &caller, request).await,
+        Handler::GetAccount => get_account(app, &caller, id, request).await,
+        Handler::ListAccountTransfers => ledger::list_account_transfers(app, &caller, request, id).await,
+        Handler::CreateTransfer => ledger::create_transfer(app, &caller, request).await,
+        Handler::GetTransfer => ledger::get_transfer(app, &caller, id).await,
+        Handler::PostTransfer => ledger::transition(app, &caller, request, id, ledger::Action::Post).await,
+        Handler::VoidTransfer => ledger::transition(app, &caller, request, id, ledger::Action::Void).await,
+        Handler::ReverseTransfer => ledger::transition(app, &caller, request, id, ledger::Action::Reverse).await,
+        Handler::CreatePayment => ledger::create_payment(app, &caller, request).await,
+        Handler::GetPayment => ledger::get_payment(app, &caller, id).await,
     }
 }
 
 async fn create_account(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
-    caller.require(Scope::LedgerWrite)?;
     let body = json_body(request, BODY_MAX_BYTES)?;
     let key = ledger::idempotency_key(request, false)?;
     let object = JsonObject::parse(body)?;
@@ -182,7 +249,6 @@ async fn get_account(
     id: &str,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    caller.require(Scope::LedgerRead)?;
     let reveal = match query_param(request, "reveal").as_deref() {
         None => false,
         Some("holder") => {
@@ -225,7 +291,6 @@ pub(crate) fn masked_holder_view(mask: &MaskedHolder) -> Value {
 const ACCOUNTS_LISTING: &str = "accounts";
 
 async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Result<Response<Body>, DomainError> {
-    caller.require(Scope::LedgerRead)?;
     let limit = page_limit(request)?;
     let before = match query_param(request, "cursor") {
         None => None,

@@ -408,3 +408,25 @@ async fn a_kms_failure_while_signing_a_cursor_is_an_opaque_503() {
     r.assert_problem(503, "unavailable");
     assert_eq!(r.body["detail"], "The service is temporarily unavailable");
 }
+
+#[tokio::test]
+async fn every_route_requires_its_scope_before_it_reads_anything() {
+    let stack = Stack::fresh().await;
+    let app = stack.transactions_app();
+    let id = "acct_01jz0000000000000000000000";
+    for route in transactions::ROUTES {
+        let path = route.path.replace("{id}", id);
+        let needed = route.scope.as_str();
+        // Every other scope there is, but not this route's: refused before any I/O.
+        let others: Vec<&str> = ["ledger:read", "ledger:write", "pii:read", "ops:read"]
+            .into_iter()
+            .filter(|s| *s != needed)
+            .collect();
+        let body = (route.method == "POST").then_some("{}");
+        let refused = call(&app, route.method, &path, body, Some(claims("t1", &others.join(" ")))).await;
+        refused.assert_problem(403, "forbidden");
+        let allowed = call(&app, route.method, &path, body, Some(claims("t1", needed))).await;
+        assert_ne!(allowed.status, 403, "{} {}: {allowed:?}", route.method, route.path);
+    }
+    assert_eq!(ledger_items(&stack).await, 0);
+}

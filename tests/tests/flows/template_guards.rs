@@ -519,3 +519,25 @@ fn the_routes_guard_fails_when_openapi_gains_a_path() {
     openapi["paths"]["/v1/refunds"] = serde_json::json!({"post": {"responses": {}}});
     assert!(guard_routes_equal_openapi_paths(&template, &openapi).is_err());
 }
+
+#[test]
+fn the_transactions_route_table_is_what_the_template_deploys() {
+    let template = parse_template(&template_text());
+    let deployed: BTreeSet<(String, String)> = http_routes(&template)
+        .into_iter()
+        .filter(|(function, ..)| function == "TransactionsFunction")
+        .map(|(_, method, path, _)| (method, path))
+        .collect();
+    let served: BTreeSet<(String, String)> = transactions::ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(served, deployed);
+    for (method, path) in &served {
+        let concrete = path.replace("{id}", "x");
+        let (found, _) = transactions::find_route(method, &concrete).expect("a deployed route is served");
+        assert_eq!((found.method, found.path), (method.as_str(), path.as_str()));
+    }
+    assert!(transactions::find_route("DELETE", "/v1/accounts").is_none());
+    assert!(transactions::find_route("GET", "/v1/accounts/x/y").is_none());
+}
