@@ -14,14 +14,13 @@ use fintx_adapters::http::{
     body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
-use fintx_domain::account::{AccountKind, Metadata};
+use fintx_domain::account::AccountKind;
 use fintx_domain::auth::{Principal, Scope, TenantId};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
-use fintx_domain::payment::{apply_outcome, payment_transfer_id, PaymentStatus};
+use fintx_domain::payment::{apply_outcome, payment_transfer_id, receive_deposit, PaymentStatus};
 use fintx_domain::ports::{ClearingKey, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Snapshot};
-use fintx_domain::transfer::{open_transfer, NewTransfer};
 use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
 use fintx_domain::DomainError;
 use lambda_http::http::Method;
@@ -245,33 +244,20 @@ fn decide(
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
             let tenant = Some(account.tenant.clone());
-            let currency = match Currency::parse(currency) {
-                Ok(c) => c,
-                Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
-            };
-            let amount = match Amount::parse_positive(amount, currency) {
-                Ok(a) => a,
-                Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
-            };
-            // The clearing account is named by its key; the deposit's write opens it if
-            // this is its first movement.
-            let clearing = ClearingKey {
-                tenant: account.tenant.clone(),
-                connector: connector.name.clone(),
-                currency,
-            }
-            .opening(now);
-            let request = NewTransfer {
-                debit_account_id: clearing.id,
-                credit_account_id: account.id,
-                amount,
-                currency,
-                pending: false,
-                description: Some(format!("deposit {bank_reference}")),
-                metadata: Metadata::default(),
-            };
-            let (transfer, deltas) = match open_transfer(transfer_id, &account.tenant, request, &clearing, account, now)
-            {
+            let parsed = Currency::parse(currency)
+                .and_then(|c| Amount::parse_positive(amount, c).map(|a| (a, c)))
+                .and_then(|(amount, currency)| {
+                    receive_deposit(
+                        transfer_id,
+                        &connector.name,
+                        account,
+                        amount,
+                        currency,
+                        bank_reference,
+                        now,
+                    )
+                });
+            let (transfer, deltas) = match parsed {
                 Ok(opened) => opened,
                 Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
             };

@@ -256,6 +256,40 @@ pub fn open_payment(
     })
 }
 
+/// A deposit the connector's bank reports into `account`: a posted transfer from the
+/// connector's clearing account for the tenant and currency (opened by this movement if
+/// it is its first). A clearing account is never a deposit's target: it answers as
+/// missing. The caller checks that the connector serves the account's tenant.
+pub fn receive_deposit(
+    transfer_id: TransferId,
+    connector: &ConnectorName,
+    account: &Account,
+    amount: Amount,
+    currency: Currency,
+    bank_reference: &str,
+    now: Timestamp,
+) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
+    if account.kind == AccountKind::Clearing {
+        return Err(DomainError::NotFound);
+    }
+    let clearing = ClearingKey {
+        tenant: account.tenant.clone(),
+        connector: connector.clone(),
+        currency,
+    }
+    .opening(now);
+    let request = NewTransfer {
+        debit_account_id: clearing.id,
+        credit_account_id: account.id,
+        amount,
+        currency,
+        pending: false,
+        description: Some(format!("deposit {bank_reference}")),
+        metadata: Metadata::default(),
+    };
+    open_transfer(transfer_id, &account.tenant, request, &clearing, account, now)
+}
+
 /// Applies a bank outcome: `settled` posts the payment's hold in full, `failed` releases
 /// it, `returned` reverses the whole posted amount back from the clearing account.
 /// `Ok(None)` means the payment already is in that state (a duplicate outcome).
@@ -471,5 +505,49 @@ mod tests {
         assert!(ConnectorName::parse("Demo").is_none());
         assert!(ConnectorName::parse("").is_none());
         assert!(ConnectorName::parse("a#b").is_none());
+    }
+
+    #[test]
+    fn a_deposit_comes_from_the_clearing_account_its_key_names_and_never_into_one() {
+        let usd = Currency::parse("USD").unwrap();
+        let now = Timestamp::from_unix_ms(1_000).unwrap();
+        let tenant = TenantId::parse("t1").unwrap();
+        let customer = Account::open(
+            AccountId::from_ulid(ulid::Ulid::from_parts(1, 1)),
+            tenant.clone(),
+            NewAccount {
+                currency: usd,
+                holder: None,
+                name: None,
+                overdraft_limit: Amount::ZERO,
+                metadata: Metadata::default(),
+            },
+            None,
+            now,
+        );
+        let bank = ConnectorName::parse("demo-bank").unwrap();
+        let id = TransferId::from_ulid(ulid::Ulid::from_parts(2, 2));
+        let amount = Amount::parse("7.25", usd).unwrap();
+        let (transfer, deltas) = receive_deposit(id, &bank, &customer, amount, usd, "ref-1", now).unwrap();
+        let key = ClearingKey {
+            tenant: tenant.clone(),
+            connector: bank.clone(),
+            currency: usd,
+        };
+        assert_eq!(
+            (
+                transfer.debit_account_id,
+                transfer.credit_account_id,
+                transfer.through_clearing
+            ),
+            (key.account_id(), customer.id, true)
+        );
+        // The clearing side opens its account if this is its first movement.
+        assert_eq!(deltas[0].open.as_deref(), Some(&key.opening(now)));
+        let clearing = key.opening(now);
+        assert_eq!(
+            receive_deposit(id, &bank, &clearing, amount, usd, "ref-2", now).unwrap_err(),
+            DomainError::NotFound
+        );
     }
 }
