@@ -40,6 +40,24 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     respond_or_problem(route(app, &request).await)
 }
 
+/// Handles a request once the function's state (its decrypted connector configuration)
+/// has loaded into `state`, loading it first if no earlier call has. Until it loads,
+/// nothing is read or written: the request answers 503 `unavailable` and the next one
+/// tries again, so a failed load never lets a webhook through unverified (fail closed).
+pub async fn handle_loaded<F, Fut>(state: &tokio::sync::OnceCell<App>, load: F, request: Request) -> Response<Body>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<App, String>>,
+{
+    match state.get_or_try_init(load).await {
+        Ok(app) => handle(app, request).await,
+        Err(error) => {
+            tracing::error!(%error, "the connector configuration did not load; webhook refused");
+            respond_or_problem(Err(DomainError::Unavailable))
+        }
+    }
+}
+
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
     let path = route_path(request).trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();

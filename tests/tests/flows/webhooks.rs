@@ -531,3 +531,44 @@ async fn a_transient_failure_answers_503_writes_nothing_and_the_retry_applies() 
     let retried = deliver(&w.webhooks, "demo-bank", &body, Some("msg_retry")).await;
     assert_eq!(retried.body, json!({"outcome": "applied"}));
 }
+
+#[tokio::test]
+async fn until_the_connector_configuration_loads_every_webhook_is_refused_and_the_next_tries_again() {
+    let w = world().await;
+    let (customer, _, _) = paid(&w, "demo-bank", "10").await;
+    let state = tokio::sync::OnceCell::new();
+    let body = json!({"type": "deposit.received", "data": {"account_id": customer, "amount": "5",
+                      "currency": "USD", "bank_reference": "ref-lazy"}});
+    let text = body.to_string();
+    let headers = sign_webhook("standard-webhooks", BANK_SECRET, &text, Some("msg_lazy"), None);
+    let before = webhook_items(&w.stack).await;
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    // The decrypt fails (KMS unreachable, say): refused, nothing read or written.
+    let failing = || async {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err::<bank_webhooks::App, String>("KMS unavailable".to_owned())
+    };
+    let r = reply(bank_webhooks::handle_loaded(&state, failing, webhook_event("demo-bank", &text, &headers)).await);
+    r.assert_problem(503, "unavailable");
+    assert_eq!(webhook_items(&w.stack).await, before);
+    // The next delivery tries the decrypt again; loaded, it applies, and the state stays.
+    let app = w.stack.webhooks_app(&config()).await;
+    let r = reply(
+        bank_webhooks::handle_loaded(
+            &state,
+            || async { Ok(app) },
+            webhook_event("demo-bank", &text, &headers),
+        )
+        .await,
+    );
+    assert_eq!(r.body, json!({"outcome": "applied"}));
+    let r = reply(bank_webhooks::handle_loaded(&state, failing, webhook_event("demo-bank", &text, &headers)).await);
+    assert_eq!(r.body, json!({"outcome": "duplicate"}));
+    assert_eq!(
+        attempts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "loaded once, never again"
+    );
+    let balance = Api::new(&w.transactions, "t1").balance(&customer).await;
+    assert_eq!(balance["posted"], "105.00");
+}
