@@ -25,6 +25,37 @@ pub mod model;
 pub mod openapi;
 pub mod sim;
 
+/// For interceptors that stand in for DynamoDB's own answers: rewrites a
+/// `TransactWriteItems` request so that nothing of it applies (every action names a table
+/// that does not exist).
+pub fn send_nowhere(
+    request: &mut aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+    let mut body: Value = serde_json::from_slice(request.body().bytes().unwrap_or_default())?;
+    for item in body["TransactItems"].as_array_mut().into_iter().flatten() {
+        for action in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            action["TableName"] = json!("fintx-no-such-table");
+        }
+    }
+    let text = body.to_string();
+    request.headers_mut().insert("content-length", text.len().to_string());
+    *request.body_mut() = aws_smithy_types::body::SdkBody::from(text);
+    Ok(())
+}
+
+/// Replaces an answer with `status` and a JSON `body`; an error's type is then the body's
+/// `__type`, not the header of the answer replaced.
+pub fn answer_with(
+    response: &mut aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    status: u16,
+    body: &Value,
+) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+    *response.status_mut() = status.try_into()?;
+    response.headers_mut().remove("x-amzn-errortype");
+    *response.body_mut() = aws_smithy_types::body::SdkBody::from(body.to_string());
+    Ok(())
+}
+
 /// An SDK interceptor that records operations by name (`GenerateDataKey`, `PutItem`,
 /// ...), in the order they were sent.
 #[derive(Clone, Debug, Default)]

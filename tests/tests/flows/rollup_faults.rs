@@ -11,7 +11,6 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use fintx_adapters::rollup_store::DynamoRollups;
 use fintx_domain::auth::TenantId;
@@ -71,16 +70,7 @@ impl Intercept for Rewriter {
         // A cancelled transaction writes nothing: send this one to a table that does
         // not exist, and answer it as cancelled below.
         if self.mode == Throttle::WritesCancelled && operation(cfg) == "TransactWriteItems" {
-            let request = context.request_mut();
-            let mut body: Value = serde_json::from_slice(request.body().bytes().unwrap_or_default())?;
-            for item in body["TransactItems"].as_array_mut().into_iter().flatten() {
-                for action in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-                    action["TableName"] = json!("fintx-no-such-table");
-                }
-            }
-            let text = body.to_string();
-            request.headers_mut().insert("content-length", text.len().to_string());
-            *request.body_mut() = SdkBody::from(text);
+            fintx_tests::send_nowhere(context.request_mut())?;
         }
         Ok(())
     }
@@ -108,11 +98,7 @@ impl Intercept for Rewriter {
             _ => None,
         };
         if let Some((status, body)) = replacement {
-            let response = context.response_mut();
-            *response.status_mut() = status.try_into()?;
-            // The error type is the body's `__type`, not the header of the answer replaced.
-            response.headers_mut().remove("x-amzn-errortype");
-            *response.body_mut() = SdkBody::from(body.to_string());
+            fintx_tests::answer_with(context.response_mut(), status, &body)?;
         }
         Ok(())
     }

@@ -17,11 +17,10 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use fintx_tests::{key, Api, Stack};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Answer {
@@ -68,16 +67,7 @@ impl Intercept for Rewriter {
         *self.rewriting.lock().unwrap() = rewrite;
         if rewrite && self.answer != Answer::ServerErrorAfterApplying {
             // Refused before anything applies: send it to a table that does not exist.
-            let request = context.request_mut();
-            let mut body: Value = serde_json::from_slice(request.body().bytes().unwrap_or_default())?;
-            for item in body["TransactItems"].as_array_mut().into_iter().flatten() {
-                for action in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
-                    action["TableName"] = json!("fintx-no-such-table");
-                }
-            }
-            let text = body.to_string();
-            request.headers_mut().insert("content-length", text.len().to_string());
-            *request.body_mut() = SdkBody::from(text);
+            fintx_tests::send_nowhere(context.request_mut())?;
         }
         Ok(())
     }
@@ -100,12 +90,8 @@ impl Intercept for Rewriter {
             Answer::Refused => (400, "ValidationException", "One or more parameter values were invalid."),
             Answer::ServerErrorAfterApplying => (500, "InternalServerError", "Internal server error"),
         };
-        let response = context.response_mut();
-        *response.status_mut() = status.try_into()?;
-        response.headers_mut().remove("x-amzn-errortype");
         let body = json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
-        *response.body_mut() = SdkBody::from(body.to_string());
-        Ok(())
+        fintx_tests::answer_with(context.response_mut(), status, &body)
     }
 }
 
