@@ -375,6 +375,7 @@ impl TransactionsTarget {
                 vec!["*".into()],
             )],
             dev_auth_headers: true,
+            recent: Default::default(),
         };
         let id = |response: Response<Body>| {
             assert!(response.status().is_success(), "setting up: {}", response.status());
@@ -711,6 +712,7 @@ impl WebhookRequestsTarget {
                 cipher: cipher.clone(),
                 connectors: vec![],
                 dev_auth_headers: true,
+                recent: Default::default(),
             };
             let body = json!({"currency": "USD"}).to_string().into_bytes();
             let response = transactions::handle(

@@ -250,6 +250,7 @@ impl Stack {
             cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
             cipher: Arc::new(self.cipher(self.kms.clone(), CacheLimits::default())),
             dev_auth_headers: false,
+            recent: Default::default(),
         }
     }
 

@@ -343,7 +343,10 @@ pub struct World {
     cipher: Arc<FaultyCipher>,
     rollups: Arc<FaultyRollups>,
     memory_rollups: Arc<MemoryRollups>,
-    transactions: transactions::App,
+    /// Two execution environments of the transactions function, each with its own
+    /// memory of recent transfers: requests alternate between them in runs, so a change
+    /// planned from a stale memory meets the store's conditions.
+    transactions: [transactions::App; 2],
     webhooks: bank_webhooks::App,
     analytics: analytics_rollups::App,
     sent: Vec<Sent>,
@@ -401,13 +404,14 @@ impl World {
         let rollups = Arc::new(FaultyRollups::new(memory_rollups.clone()));
         let cursor = Arc::new(StaticCursorKey([3; 32]));
         let grants: Vec<String> = CONNECTORS.iter().map(|(n, t)| format!("{n}={t}")).collect();
-        let transactions = transactions::App {
+        let transactions = [(); 2].map(|()| transactions::App {
             store: faulty.clone(),
             cursor_keys: cursor.clone(),
             cipher: cipher.clone(),
             connectors: ConnectorGrant::parse_list(&grants.join(",")).unwrap(),
             dev_auth_headers: false,
-        };
+            recent: Default::default(),
+        });
         let webhooks = bank_webhooks::App {
             store: faulty.clone(),
             cipher: cipher.clone(),
@@ -1137,7 +1141,7 @@ impl World {
                 if let Some(key) = key {
                     event["headers"]["idempotency-key"] = Value::String(key.clone());
                 }
-                reply(transactions::handle(&self.transactions, request(&event)).await)
+                reply(transactions::handle(self.environment(), request(&event)).await)
             }
             Call::Webhook {
                 connector,
@@ -1470,7 +1474,12 @@ impl World {
 
     async fn read_api(&self, tenant: &str, path: &str) -> Reply {
         let event = api_event("GET", path, None, Some(claims(tenant, "ledger:read")));
-        reply(transactions::handle(&self.transactions, request(&event)).await)
+        reply(transactions::handle(self.environment(), request(&event)).await)
+    }
+
+    /// The environment serving the next request: runs of five in each, in turn.
+    fn environment(&self) -> &transactions::App {
+        &self.transactions[self.sent.len() / 5 % 2]
     }
 
     /// The credit account of a transfer (a payment's clearing account).

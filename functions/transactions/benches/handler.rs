@@ -52,6 +52,7 @@ fn handler(c: &mut Criterion) {
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         connectors: vec![],
         dev_auth_headers: false,
+        recent: Default::default(),
     };
     let open = |limit: &str| {
         let body = json!({"currency": "USD", "overdraft_limit": limit}).to_string();

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::system;
-use fintx_domain::account::Metadata;
+use fintx_domain::account::{Account, AccountKind, Metadata};
 use fintx_domain::auth::Principal;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
@@ -24,8 +24,8 @@ use fintx_domain::payment::{
 };
 use fintx_domain::ports::{LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{
-    check_api_transition, open_api_transfer, parse_description, plan_api_transfer, post_pending, reverse_posted,
-    void_pending, NewTransfer, Transfer, Transition,
+    check_api_transition, open_api_transfer, parse_description, plan_api_transfer, plan_reversal, post_pending,
+    reverse_posted, void_pending, NewTransfer, Transfer, Transition,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -70,12 +70,13 @@ impl Idempotency {
 
 /// What a route decided from a snapshot (or planned without one).
 pub(crate) enum Decision {
-    /// Read these as well, then decide again.
-    ReadMore(Reads),
     /// Nothing changes; answer this (status and JSON text).
     Respond(u16, String),
     /// Commit this write, then answer.
     Write(Box<LedgerWrite>, u16, String),
+    /// Commit this write, whose conditions stand in for what was not read; when they
+    /// refuse, read these and decide again.
+    Attempt(Box<LedgerWrite>, u16, String, Reads),
 }
 
 /// A response view as the JSON text that is sent and recorded for replays.
@@ -123,6 +124,10 @@ struct ApiCommand<P, D> {
     /// The idempotency record this request last sent: found back after a lost answer,
     /// it is this request's own outcome, not a replay.
     sent: Option<IdempotencyRecord>,
+    /// The transfers the last write sent creates or updates, and the transfer last read:
+    /// remembered for later requests once the answer is known (see [`crate::recent`]).
+    written: Vec<Transfer>,
+    read: Option<Transfer>,
 }
 
 /// Malformed and transient outcomes are never recorded (SPEC §5); business refusals are.
@@ -142,9 +147,11 @@ fn engine_decision(decided: Result<Decision, DomainError>) -> Result<engine::Dec
     };
     match decided {
         Err(error) => refusal(error),
-        Ok(Decision::ReadMore(reads)) => Ok(engine::Decision::ReadMore(reads)),
         Ok(Decision::Respond(status, body)) => Ok(engine::Decision::Commit(Box::default(), reply(status, body))),
         Ok(Decision::Write(write, status, body)) => Ok(engine::Decision::Commit(write, reply(status, body))),
+        Ok(Decision::Attempt(write, status, body, explain)) => {
+            Ok(engine::Decision::Attempt(write, reply(status, body), explain))
+        }
     }
 }
 
@@ -171,6 +178,7 @@ where
     }
 
     fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
+        self.read.clone_from(&snapshot.transfer);
         engine_decision((self.decide)(snapshot))
     }
 
@@ -187,6 +195,12 @@ where
     }
 
     async fn record(&mut self, write: &mut LedgerWrite, answer: &Answer) -> Result<(), DomainError> {
+        self.written = write
+            .new_transfers
+            .iter()
+            .chain(write.transfer_updates.iter().map(|(t, _)| t))
+            .cloned()
+            .collect();
         let Some(idem) = &self.idem else { return Ok(()) };
         let (status, body) = match answer {
             Answer::Reply { status, body, .. } => (*status, body.clone()),
@@ -225,16 +239,23 @@ pub(crate) async fn execute(
         plan: Some(plan),
         decide,
         sent: None,
+        written: Vec::new(),
+        read: None,
     };
-    match engine::run(app.store.as_ref(), &caller.tenant, &mut command).await? {
-        Answer::Reply { status, body, replayed } => Ok(respond(status, &body, replayed)),
+    let answer = engine::run(app.store.as_ref(), &caller.tenant, &mut command).await;
+    if let Some(transfer) = &command.read {
+        app.recent.remember(transfer);
+    }
+    match answer? {
+        Answer::Reply { status, body, replayed } => {
+            // Not replayed: this request's write is what the store holds.
+            if !replayed {
+                command.written.iter().for_each(|t| app.recent.remember(t));
+            }
+            Ok(respond(status, &body, replayed))
+        }
         Answer::Refused(error) => Err(error),
     }
-}
-
-/// No plan: the route reads before it decides.
-fn read_first() -> Option<Decision> {
-    None
 }
 
 // --------------------------------------------------------------------------- views
@@ -417,40 +438,87 @@ pub(crate) async fn transition(
     o.finish()?;
     let id = TransferId::parse(id).ok_or(DomainError::NotFound)?;
     let now = system::now();
-    let reversal_id = TransferId::from_ulid(system::new_ulid(now));
+    let change = Change {
+        action,
+        amount,
+        description,
+        reversal_id: TransferId::from_ulid(system::new_ulid(now)),
+        now,
+    };
     let reads = Reads {
         transfer: Some(id),
         ..Reads::default()
     };
-    execute(app, caller, idem, reads, read_first, |snapshot| {
+    // A transfer this environment knows plans the write from what it remembers; a
+    // refusal of anything but the write's conditions is left to a read to decide.
+    let known = app.recent.get(&caller.tenant, id);
+    let plan = || match change.decide(&known?, None) {
+        Ok(decision @ (Decision::Write(..) | Decision::Attempt(..))) => Some(decision),
+        _ => None,
+    };
+    execute(app, caller, idem, reads, plan, |snapshot| {
         let transfer = snapshot.transfer.as_ref().ok_or(DomainError::NotFound)?;
-        let amount = amount
+        let credit = snapshot.accounts.first().and_then(Option::as_ref);
+        change.decide(transfer, credit)
+    })
+    .await
+}
+
+/// A post, void or reversal as requested, decided against a transfer.
+struct Change {
+    action: Action,
+    amount: Option<String>,
+    description: Option<String>,
+    reversal_id: TransferId,
+    now: Timestamp,
+}
+
+impl Change {
+    /// `credit` is the transfer's credit account when it was read: a reversal debits it,
+    /// and without it the cover is left to the write's condition, with a read of it to
+    /// name the rule if that refuses.
+    fn decide(&self, transfer: &Transfer, credit: Option<&Account>) -> Result<Decision, DomainError> {
+        let amount = self
+            .amount
             .as_deref()
             .map(|a| Amount::parse_positive(a, transfer.currency))
             .transpose()?;
         check_api_transition(transfer)?;
-        let transition = match action {
-            Action::Post => post_pending(transfer, amount, now)?,
-            Action::Void => void_pending(transfer, now)?,
+        let transition = match self.action {
+            Action::Post => post_pending(transfer, amount, self.now)?,
+            Action::Void => void_pending(transfer, self.now)?,
             Action::Reverse => {
-                // The reversal debits the original credit account: read it with the
-                // transfer, then decide.
-                let Some(Some(credit)) = snapshot.accounts.first() else {
-                    return Ok(Decision::ReadMore(Reads {
-                        transfer: Some(id),
-                        accounts: vec![transfer.credit_account_id],
-                        ..Reads::default()
-                    }));
+                let description = self.description.clone();
+                let r = match credit {
+                    Some(credit) => reverse_posted(transfer, self.reversal_id, amount, description, credit, self.now)?,
+                    // Never a clearing account: those transfers change only by webhook.
+                    None => plan_reversal(
+                        transfer,
+                        self.reversal_id,
+                        amount,
+                        description,
+                        AccountKind::Customer,
+                        self.now,
+                    )?,
                 };
-                let r = reverse_posted(transfer, reversal_id, amount, description.clone(), credit, now)?;
                 let view = to_body(&transfer_view(&r.reversal))?;
-                let write = LedgerWrite {
+                let write = Box::new(LedgerWrite {
                     deltas: r.deltas.to_vec(),
                     new_transfers: vec![r.reversal],
                     transfer_updates: vec![(r.original, transfer.version)],
                     ..LedgerWrite::default()
-                };
-                return Ok(Decision::Write(Box::new(write), 201, view));
+                });
+                return Ok(match credit {
+                    Some(_) => Decision::Write(write, 201, view),
+                    None => {
+                        let explain = Reads {
+                            transfer: Some(transfer.id),
+                            accounts: vec![transfer.credit_account_id],
+                            ..Reads::default()
+                        };
+                        Decision::Attempt(write, 201, view, explain)
+                    }
+                });
             }
         };
         Ok(match transition {
@@ -465,8 +533,7 @@ pub(crate) async fn transition(
                 Decision::Write(Box::new(write), 200, view)
             }
         })
-    })
-    .await
+    }
 }
 
 pub(crate) async fn get_transfer(app: &App, caller: &Principal, id: &str) -> Result<Response<Body>, DomainError> {
@@ -482,6 +549,7 @@ pub(crate) async fn get_transfer(app: &App, caller: &Principal, id: &str) -> Res
         )
         .await?;
     let transfer = snapshot.transfer.ok_or(DomainError::NotFound)?;
+    app.recent.remember(&transfer);
     Ok(json_response(200, &transfer_view(&transfer)))
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod ledger;
+pub mod recent;
 
 pub use ledger::{payment_view, transfer_view};
 
@@ -26,6 +27,7 @@ use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
 use fintx_domain::DomainError;
 use lambda_http::{Body, Request, Response};
+use recent::RecentTransfers;
 use serde_json::{json, Value};
 
 /// Largest request body the API reads. Every valid request is far smaller; anything
@@ -42,6 +44,8 @@ pub struct App {
     pub connectors: Vec<ConnectorGrant>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
+    /// Transfers this environment saw lately, so their changes can skip a read.
+    pub recent: RecentTransfers,
 }
 
 /// Handles one API request. Never fails: every error becomes a problem response.

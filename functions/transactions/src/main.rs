@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
         cursor_keys: Arc::new(KmsCursorKeys::new(kms, settings.cursor_key_id.clone())),
         connectors: settings.connectors.clone(),
         dev_auth_headers: settings.dev_auth_headers,
+        recent: Default::default(),
     };
     let app = &app;
     run(service_fn(move |request: Request| async move {

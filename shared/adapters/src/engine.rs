@@ -28,6 +28,9 @@ pub enum Decision<A> {
     ReadMore(Reads),
     /// Commit this write (empty when only the record is kept) and answer `A`.
     Commit(Box<LedgerWrite>, A),
+    /// Commit this write, whose conditions stand in for what was not read; when they
+    /// refuse it, read these and decide again (the domain then names the rule).
+    Attempt(Box<LedgerWrite>, A, Reads),
 }
 
 /// A request that moves money, as the engine runs it.
@@ -68,12 +71,14 @@ pub async fn run<C: Command>(
     let started = Instant::now();
     let mut reads = command.reads();
     let record_reads = (reads.idempotency.clone(), reads.event.clone());
-    let mut planned = command.plan()?;
+    let mut planned = command.plan()?.map(|plan| match plan {
+        Decision::Commit(write, answer) => Decision::Attempt(write, answer, reads.clone()),
+        other => other,
+    });
     for attempt in 0..ATTEMPTS_MAX {
         if started.elapsed() > BUDGET {
             break;
         }
-        let is_plan = planned.is_some();
         let decision = match planned.take() {
             Some(decision) => decision,
             None => {
@@ -84,16 +89,18 @@ pub async fn run<C: Command>(
                 command.decide(&snapshot)?
             }
         };
-        let (mut write, answer) = match decision {
+        let with_record = |more: Reads| Reads {
+            idempotency: record_reads.0.clone(),
+            event: record_reads.1.clone(),
+            ..more
+        };
+        let (mut write, answer, explain) = match decision {
             Decision::ReadMore(more) => {
-                reads = Reads {
-                    idempotency: record_reads.0.clone(),
-                    event: record_reads.1.clone(),
-                    ..more
-                };
+                reads = with_record(more);
                 continue;
             }
-            Decision::Commit(write, answer) => (*write, answer),
+            Decision::Commit(write, answer) => (*write, answer, None),
+            Decision::Attempt(write, answer, explain) => (*write, answer, Some(with_record(explain))),
         };
         command.record(&mut write, &answer).await?;
         if write.is_empty() {
@@ -114,10 +121,12 @@ pub async fn run<C: Command>(
                 command.found_elsewhere();
             }
             Err(CommitError::Rejected(Rejection::IdempotencyInFlight)) => return Err(DomainError::IdempotencyKeyInUse),
-            // A planned write's conditions refused, or a debit is no longer covered: read
-            // and decide now (the domain names the rule).
+            // An attempt's conditions refused: read what explains it and decide now.
+            Err(CommitError::Rejected(Rejection::InsufficientFunds | Rejection::Stale)) if explain.is_some() => {
+                reads = explain.unwrap_or(reads);
+            }
+            // A debit is no longer covered: read and decide now (the domain names the rule).
             Err(CommitError::Rejected(Rejection::InsufficientFunds)) => {}
-            Err(CommitError::Rejected(Rejection::Stale)) if is_plan => {}
             Err(CommitError::Rejected(Rejection::Stale | Rejection::Contention)) => {
                 tracing::debug!(attempt, "write refused by a concurrent change; deciding again");
                 tokio::time::sleep(jittered_backoff(attempt)).await;

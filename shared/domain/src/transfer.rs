@@ -176,10 +176,6 @@ pub fn check_cover(account: &Account, amount: Amount) -> Result<(), DomainError>
     Ok(())
 }
 
-fn cover_for(account: &Account, amount: Amount) -> Option<Amount> {
-    (account.kind == AccountKind::Customer).then_some(amount)
-}
-
 /// Opens a transfer requested through the transfers API (or a batch): clearing accounts
 /// mirror money at a bank and are never named there (SPEC §6), then the rules of
 /// [`open_transfer`].
@@ -415,6 +411,22 @@ pub fn reverse_posted(
     original_credit: &Account,
     now: Timestamp,
 ) -> Result<Reversal, DomainError> {
+    let reversal = plan_reversal(original, new_id, amount, description, original_credit.kind, now)?;
+    check_cover(original_credit, reversal.reversal.amount)?;
+    Ok(reversal)
+}
+
+/// The reversal decided without reading the account it debits (the original credit
+/// account, of kind `credit_kind`): a customer account's cover is then a condition of
+/// the write, decided by the store (SPEC §10), where [`reverse_posted`] checks it first.
+pub fn plan_reversal(
+    original: &Transfer,
+    new_id: TransferId,
+    amount: Option<Amount>,
+    description: Option<String>,
+    credit_kind: AccountKind,
+    now: Timestamp,
+) -> Result<Reversal, DomainError> {
     if original.status != TransferStatus::Posted {
         return Err(DomainError::InvalidTransition {
             from: original.status.as_str(),
@@ -436,12 +448,11 @@ pub fn reverse_posted(
     if amount > remaining {
         return Err(DomainError::ReversalExceedsAmount);
     }
-    check_cover(original_credit, amount)?;
     let r = amount.value();
     let mut d = AccountDelta::new(original.credit_account_id);
     let mut c = AccountDelta::new(original.debit_account_id);
     d.posted = minus(r);
-    d.cover = cover_for(original_credit, amount);
+    d.cover = (credit_kind == AccountKind::Customer).then_some(amount);
     c.posted = r;
     let mut updated = original.clone();
     updated.reversed_amount = original

@@ -98,6 +98,7 @@ async fn every_sample_event_is_handled_as_expected() {
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         dev_auth_headers: false,
+        recent: Default::default(),
     };
     let webhooks = bank_webhooks::App {
         store: Arc::new(MemoryStore::new()),

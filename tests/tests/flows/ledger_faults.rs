@@ -84,6 +84,7 @@ fn app(store: Arc<Faulty>) -> transactions::App {
         cipher: Arc::new(EnvelopeCipher::new(LocalDataKeys::new([2; 32]), CacheLimits::default())),
         connectors: vec![],
         dev_auth_headers: false,
+        recent: Default::default(),
     }
 }
 

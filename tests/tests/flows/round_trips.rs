@@ -5,7 +5,9 @@
 //! The common path of a transfer, a payment or an account with a key is one
 //! `TransactWriteItems` and nothing else; a replay is that same write, refused by the
 //! idempotency record, whose image holds the answer. Only a refusal reads, to say which
-//! rule refused, then records it.
+//! rule refused, then records it. A post, void or reversal names only its transfer: the
+//! environment that wrote or read it lately plans from what it remembers (one write, its
+//! version condition catching a stale memory); another environment reads it first.
 
 use std::sync::Arc;
 
@@ -113,20 +115,102 @@ async fn transfers_and_accounts_cost_one_write_and_refusals_read_only_to_explain
         .assert_problem(422, "same_account");
     assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "same_account");
 
-    // Transitions read the transfer (its accounts are only stored there), then write.
-    let id = pending.body["id"].as_str().unwrap();
-    let posted = api.post(&format!("/v1/transfers/{id}/post"), json!({}), &key()).await;
+    // A transition names only its transfer; the accounts it moves are stored there. The
+    // environment that wrote the transfer plans from what it remembers: one write.
+    let hold = pending.body["id"].as_str().unwrap();
+    let posted = api.post(&format!("/v1/transfers/{hold}/post"), json!({}), &key()).await;
     assert_eq!(posted.status, 200);
-    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a post");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE]),
+        "a post of a hold this environment knows"
+    );
     let id = t.body["id"].as_str().unwrap();
     let reversed = api
         .post(&format!("/v1/transfers/{id}/reverse"), json!({"amount": "1"}), &key())
         .await;
     assert_eq!(reversed.status, 201);
-    assert_eq!(c.counter.take(), calls(&[READ, READ, WRITE]), "a reversal");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE]),
+        "a reversal of a transfer this environment knows"
+    );
+
+    // A reversal its credit account cannot cover: the write's condition refuses, the
+    // transfer and that account are read to name the rule, the refusal is recorded.
+    let spent = api.transfer(&b, &funder, "9", "USD", false, &key()).await;
+    assert_eq!(spent.status, 201);
+    c.counter.reset();
+    api.post(&format!("/v1/transfers/{id}/reverse"), json!({"amount": "6"}), &key())
+        .await
+        .assert_problem(422, "insufficient_funds");
+    assert_eq!(c.counter.take(), calls(&[WRITE, READ, WRITE]), "an uncovered reversal");
+
+    // Another environment has not seen them: it reads the transfer, then writes.
+    let mut cold = c.stack.transactions_app();
+    cold.store = c.transactions.store.clone();
+    let cold_api = Api::new(&cold, "t1");
+    let hold2 = api.transfer(&a, &b, "2", "USD", true, &key()).await;
+    let hold3 = api.transfer(&a, &b, "3", "USD", true, &key()).await;
+    c.counter.reset();
+    let hold2 = hold2.body["id"].as_str().unwrap();
+    let voided = cold_api
+        .post(&format!("/v1/transfers/{hold2}/void"), json!({}), &key())
+        .await;
+    assert_eq!(voided.status, 200);
+    assert_eq!(
+        c.counter.take(),
+        calls(&[READ, WRITE]),
+        "a void in an environment that never saw the hold"
+    );
+    let again = cold_api
+        .post(&format!("/v1/transfers/{hold}/reverse"), json!({"amount": "1"}), &key())
+        .await;
+    assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[READ, WRITE]),
+        "a reversal in an environment that never saw it"
+    );
+
+    // What an environment remembers can be stale: the write's version condition refuses
+    // it, a read decides. The hold was posted elsewhere, so voiding it here is refused.
+    let hold3 = hold3.body["id"].as_str().unwrap();
+    assert_eq!(
+        cold_api
+            .post(&format!("/v1/transfers/{hold3}/post"), json!({}), &key())
+            .await
+            .status,
+        200
+    );
+    c.counter.reset();
+    api.post(&format!("/v1/transfers/{hold3}/void"), json!({}), &key())
+        .await
+        .assert_problem(409, "invalid_transition");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE, READ, WRITE]),
+        "a change planned from a stale memory"
+    );
+    // Another tenant's transfer is never planned from memory: it reads, and is missing,
+    // though this environment knows the hold.
+    let hold4 = api.transfer(&a, &b, "4", "USD", true, &key()).await;
+    let hold4 = hold4.body["id"].as_str().unwrap();
+    c.counter.reset();
+    Api::new(&c.transactions, "t2")
+        .post(&format!("/v1/transfers/{hold4}/post"), json!({}), &key())
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "another tenant's transfer");
+    assert_eq!(
+        api.get(&format!("/v1/transfers/{hold4}")).await.body["status"],
+        "pending"
+    );
+    assert_eq!(api.balance(&a).await["pending_debits"], "4.00");
 
     // Nothing moved that a refusal touched.
-    assert_eq!(api.balance(&a).await["posted"], "86.00");
+    assert_eq!(api.balance(&a).await["posted"], "84.00");
+    assert_eq!(api.balance(&b).await["posted"], "7.00");
     let _ = &c.stack;
 }
 

@@ -46,6 +46,7 @@ fn bench_with(bank_a_tenants: &[&str]) -> Bench {
         cipher: cipher.clone(),
         connectors: ConnectorGrant::parse_list("bank-a=t1|t2,bank-b=t3").unwrap(),
         dev_auth_headers: false,
+        recent: Default::default(),
     });
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(SECRET));
     let connector = |name: &str, tenants: &[&str]| {

@@ -64,6 +64,7 @@ async fn run(ops: Vec<Op>) {
         cipher: cipher.clone(),
         connectors: fintx_domain::payment::ConnectorGrant::parse_list("demo-bank=*").unwrap(),
         dev_auth_headers: false,
+        recent: Default::default(),
     };
     let secret = Secret::new(format!("whsec_{}", STANDARD.encode(KEY)));
     let connector = Connector::new(
