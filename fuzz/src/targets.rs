@@ -727,6 +727,7 @@ impl WebhookRequestsTarget {
                 connectors: connectors(),
                 cursor_keys: Arc::new(StaticCursorKey([1; 32])),
                 dev_auth_headers: true,
+                accounts: Default::default(),
             };
             (app, account["id"].as_str().expect("account id").to_owned())
         });

@@ -279,6 +279,7 @@ impl Stack {
             connectors,
             cursor_keys: Arc::new(KmsCursorKeys::new(self.kms.clone(), self.cursor_key_id.clone())),
             dev_auth_headers: false,
+            accounts: Default::default(),
         }
     }
 

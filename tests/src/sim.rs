@@ -418,6 +418,7 @@ impl World {
             connectors: webhook_connectors(),
             cursor_keys: cursor,
             dev_auth_headers: false,
+            accounts: Default::default(),
         };
         let analytics = analytics_rollups::App {
             store: faulty.clone(),

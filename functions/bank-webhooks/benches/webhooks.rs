@@ -124,6 +124,7 @@ fn webhooks(c: &mut Criterion) {
         connectors: Connectors::new(vec![connector]),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         dev_auth_headers: false,
+        accounts: Default::default(),
     };
     let counter = AtomicU64::new(0);
     group.bench_function("apply_deposit_in_memory", |b| {

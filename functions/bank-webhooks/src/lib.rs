@@ -13,13 +13,16 @@ use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{
     body_bytes, json_response, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
+use fintx_adapters::recent::Recent;
 use fintx_adapters::system;
 use fintx_domain::account::AccountKind;
 use fintx_domain::auth::{Principal, Scope, TenantId};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
-use fintx_domain::payment::{apply_outcome, payment_transfer_id, receive_deposit, PaymentStatus};
+use fintx_domain::payment::{
+    apply_outcome, payment_transfer_id, plan_deposit, receive_deposit, Deposit, PaymentStatus,
+};
 use fintx_domain::ports::{ClearingKey, CursorKeySource, EventRecord, LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::webhook::{Connector, Connectors, Outcome, BODY_MAX_BYTES};
 use fintx_domain::DomainError;
@@ -34,6 +37,31 @@ pub struct App {
     pub cursor_keys: Arc<dyn CursorKeySource>,
     /// Local development only (see `Settings::dev_auth_headers`).
     pub dev_auth_headers: bool,
+    /// Which tenant holds the accounts deposits went to lately.
+    pub accounts: AccountTenants,
+}
+
+/// The tenant of each account this environment saw a deposit to lately (an account
+/// never changes tenant), so the next deposit to it plans its write without a read.
+pub struct AccountTenants(Recent<AccountId, TenantId>);
+
+/// Accounts remembered per environment.
+pub const ACCOUNTS_REMEMBERED: usize = 8192;
+
+impl Default for AccountTenants {
+    fn default() -> Self {
+        Self(Recent::new(ACCOUNTS_REMEMBERED))
+    }
+}
+
+impl AccountTenants {
+    pub fn get(&self, account: AccountId) -> Option<TenantId> {
+        self.0.get(&account)
+    }
+
+    pub fn remember(&self, account: AccountId, tenant: &TenantId) {
+        self.0.remember(account, tenant.clone(), |_| false);
+    }
 }
 
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
@@ -262,19 +290,8 @@ fn decide(
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
             let tenant = Some(account.tenant.clone());
-            let parsed = Currency::parse(currency)
-                .and_then(|c| Amount::parse_positive(amount, c).map(|a| (a, c)))
-                .and_then(|(amount, currency)| {
-                    receive_deposit(
-                        transfer_id,
-                        &connector.name,
-                        account,
-                        amount,
-                        currency,
-                        bank_reference,
-                        now,
-                    )
-                });
+            let parsed = deposit_of(connector, transfer_id, account.id, amount, currency, bank_reference)
+                .and_then(|deposit| receive_deposit(&deposit, account, now));
             let (transfer, deltas) = match parsed {
                 Ok(opened) => opened,
                 Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
@@ -293,6 +310,63 @@ fn decide(
             })))
         }
     }
+}
+
+/// A deposit event's figures, parsed.
+fn deposit_of<'a>(
+    connector: &'a Connector,
+    transfer_id: TransferId,
+    account_id: AccountId,
+    amount: &str,
+    currency: &str,
+    bank_reference: &'a str,
+) -> Result<Deposit<'a>, DomainError> {
+    let currency = Currency::parse(currency)?;
+    Ok(Deposit {
+        transfer_id,
+        connector: &connector.name,
+        account_id,
+        amount: Amount::parse_positive(amount, currency)?,
+        currency,
+        bank_reference,
+    })
+}
+
+/// A deposit's write decided without a read, when this environment knows which tenant
+/// holds the account: the connector serves only one, or the account was seen before (an
+/// account never changes tenant). The write's conditions check it (SPEC §10).
+fn plan_deposit_write(
+    connector: &Connector,
+    event: &Event,
+    transfer_id: TransferId,
+    known: &AccountTenants,
+) -> Option<Decision> {
+    let Event::Deposit {
+        account_id: Some(account_id),
+        amount,
+        currency,
+        bank_reference,
+    } = event
+    else {
+        return None;
+    };
+    let tenant = connector.sole_tenant().or_else(|| known.get(*account_id))?;
+    if !connector.serves(&tenant) {
+        return None;
+    }
+    let deposit = deposit_of(connector, transfer_id, *account_id, amount, currency, bank_reference).ok()?;
+    let (transfer, deltas) = plan_deposit(&deposit, &tenant, system::now());
+    Some(Decision {
+        outcome: Outcome::Applied,
+        code: None,
+        tenant: Some(tenant),
+        write: LedgerWrite {
+            deltas: deltas.to_vec(),
+            new_transfers: vec![transfer],
+            deposit_reference: Some(format!("{}#{bank_reference}", connector.name.as_str())),
+            ..LedgerWrite::default()
+        },
+    })
 }
 
 fn outcome_response(outcome: Outcome, code: Option<&str>) -> Response<Body> {
@@ -335,6 +409,7 @@ async fn receive(app: &App, connector: &str, request: &Request) -> Result<Respon
         key,
         received_at: now,
         reference_applied: false,
+        accounts: &app.accounts,
     };
     // Reads never filter by tenant here; the placeholder is not used for authorisation.
     let nobody = TenantId::parse("-").unwrap_or_else(|_| unreachable!());
@@ -364,6 +439,7 @@ struct Receive<'a> {
     received_at: fintx_domain::clock::Timestamp,
     /// Set once a deposit's bank reference turned out to be applied under another id.
     reference_applied: bool,
+    accounts: &'a AccountTenants,
 }
 
 #[async_trait]
@@ -387,7 +463,24 @@ impl Command for Receive<'_> {
         reads
     }
 
+    fn plan(&mut self) -> Result<Option<engine::Decision<Answer>>, DomainError> {
+        let Some(decision) = plan_deposit_write(self.connector, &self.event, self.transfer_id, self.accounts) else {
+            return Ok(None);
+        };
+        let answer = Answer {
+            outcome: decision.outcome,
+            code: decision.code,
+            tenant: decision.tenant,
+        };
+        Ok(Some(engine::Decision::Commit(Box::new(decision.write), answer)))
+    }
+
     fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
+        if let (Event::Deposit { .. }, Some(Some(account))) = (&self.event, snapshot.accounts.first()) {
+            if account.kind == AccountKind::Customer {
+                self.accounts.remember(account.id, &account.tenant);
+            }
+        }
         let reads = self.reads();
         let decision = match decide(self.connector, &self.event, snapshot, &reads, self.transfer_id)? {
             Step::ReadMore(more) => return Ok(engine::Decision::ReadMore(more)),

@@ -62,6 +62,7 @@ async fn main() -> Result<(), Error> {
                 connectors,
                 cursor_keys,
                 dev_auth_headers,
+                accounts: Default::default(),
             })
         }
     };

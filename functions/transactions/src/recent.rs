@@ -4,64 +4,34 @@
 //! are in the transfer's record. When the environment has seen that record, the route
 //! plans its write from it and the write's conditions check that the transfer is still
 //! the version remembered, so the common path (the hold created here, then posted here) is
-//! one `TransactWriteItems` (SPEC §10). The memory is a hint and never an authority: a
-//! stale entry costs a refused write and a read, not a wrong effect, and an entry is used
-//! only for its own tenant.
+//! one `TransactWriteItems` (SPEC §10). An entry is used only for its own tenant.
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
-
+use fintx_adapters::recent::Recent;
 use fintx_domain::auth::TenantId;
 use fintx_domain::ids::TransferId;
 use fintx_domain::transfer::Transfer;
-use lru::LruCache;
 
 /// Transfers remembered per environment: about 1 KiB each at most, so a few MiB.
 pub const CAPACITY: usize = 4096;
 
-/// The latest version of each transfer seen, least recently used forgotten first.
-pub struct RecentTransfers {
-    transfers: Mutex<LruCache<TransferId, Transfer>>,
-}
+/// The latest version of each transfer seen.
+pub struct RecentTransfers(Recent<TransferId, Transfer>);
 
 impl Default for RecentTransfers {
     fn default() -> Self {
-        Self::with_capacity(NonZeroUsize::new(CAPACITY).unwrap_or(NonZeroUsize::MIN))
+        Self(Recent::new(CAPACITY))
     }
 }
 
 impl RecentTransfers {
-    pub fn with_capacity(capacity: NonZeroUsize) -> Self {
-        Self {
-            transfers: Mutex::new(LruCache::new(capacity)),
-        }
-    }
-
     /// The transfer as last seen, if it is the tenant's.
     pub fn get(&self, tenant: &TenantId, id: TransferId) -> Option<Transfer> {
-        let mut transfers = self.transfers.lock().ok()?;
-        transfers.get(&id).filter(|t| &t.tenant == tenant).cloned()
+        self.0.get(&id).filter(|t| &t.tenant == tenant)
     }
 
     /// Remembers `transfer` unless a later version of it is already known.
     pub fn remember(&self, transfer: &Transfer) {
-        let Ok(mut transfers) = self.transfers.lock() else {
-            return;
-        };
-        match transfers.get_mut(&transfer.id) {
-            Some(known) if known.version >= transfer.version => {}
-            Some(known) => *known = transfer.clone(),
-            None => {
-                transfers.put(transfer.id, transfer.clone());
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.transfers.lock().map(|t| t.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0
+            .remember(transfer.id, transfer.clone(), |known| known.version >= transfer.version);
     }
 }

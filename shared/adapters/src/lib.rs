@@ -13,6 +13,7 @@ pub mod kms;
 pub mod ledger_store;
 pub mod memory;
 pub mod metrics;
+pub mod recent;
 pub mod rollup_store;
 pub mod schema;
 pub mod settings;

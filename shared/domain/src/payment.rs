@@ -256,38 +256,71 @@ pub fn open_payment(
     })
 }
 
-/// A deposit the connector's bank reports into `account`: a posted transfer from the
-/// connector's clearing account for the tenant and currency (opened by this movement if
-/// it is its first). A clearing account is never a deposit's target: it answers as
-/// missing. The caller checks that the connector serves the account's tenant.
+/// A deposit a connector's bank reports: `amount` into account `account_id`.
+#[derive(Clone, Debug)]
+pub struct Deposit<'a> {
+    pub transfer_id: TransferId,
+    pub connector: &'a ConnectorName,
+    pub account_id: AccountId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub bank_reference: &'a str,
+}
+
+impl Deposit<'_> {
+    /// The posted transfer from the connector's clearing account for the tenant and
+    /// currency (opened by this movement if it is its first) into the account.
+    fn between(&self, tenant: &TenantId, account: Expect, now: Timestamp) -> (Transfer, [AccountDelta; 2]) {
+        let clearing = ClearingKey {
+            tenant: tenant.clone(),
+            connector: self.connector.clone(),
+            currency: self.currency,
+        }
+        .opening(now);
+        let request = NewTransfer {
+            debit_account_id: clearing.id,
+            credit_account_id: self.account_id,
+            amount: self.amount,
+            currency: self.currency,
+            pending: false,
+            description: Some(format!("deposit {}", self.bank_reference)),
+            metadata: Metadata::default(),
+        };
+        let sides = [(clearing.id, Expect::of(&clearing)), (self.account_id, account)];
+        let (mut transfer, mut deltas) = transfer_between(self.transfer_id, tenant, request, sides, now);
+        deltas[0].open = Some(Box::new(clearing));
+        transfer.through_clearing = true;
+        (transfer, deltas)
+    }
+}
+
+/// A deposit into `account` as read. A clearing account is never a deposit's target: it
+/// answers as missing. The caller checks that the connector serves the account's tenant.
 pub fn receive_deposit(
-    transfer_id: TransferId,
-    connector: &ConnectorName,
+    deposit: &Deposit<'_>,
     account: &Account,
-    amount: Amount,
-    currency: Currency,
-    bank_reference: &str,
     now: Timestamp,
 ) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
     if account.kind == AccountKind::Clearing {
         return Err(DomainError::NotFound);
     }
-    let clearing = ClearingKey {
-        tenant: account.tenant.clone(),
-        connector: connector.clone(),
-        currency,
+    if account.currency != deposit.currency {
+        return Err(DomainError::CurrencyMismatch);
     }
-    .opening(now);
-    let request = NewTransfer {
-        debit_account_id: clearing.id,
-        credit_account_id: account.id,
-        amount,
-        currency,
-        pending: false,
-        description: Some(format!("deposit {bank_reference}")),
-        metadata: Metadata::default(),
+    Ok(deposit.between(&account.tenant, Expect::of(account), now))
+}
+
+/// The deposit decided without reading its account (SPEC §10), for a connector that
+/// knows which of its tenants holds it: the write's conditions require a customer
+/// account of `tenant` in the deposit's currency, which is exactly when a read would have
+/// decided the same write.
+pub fn plan_deposit(deposit: &Deposit<'_>, tenant: &TenantId, now: Timestamp) -> (Transfer, [AccountDelta; 2]) {
+    let customer = Expect {
+        tenant: tenant.clone(),
+        currency: deposit.currency,
+        kind: AccountKind::Customer,
     };
-    open_transfer(transfer_id, &account.tenant, request, &clearing, account, now)
+    deposit.between(tenant, customer, now)
 }
 
 /// Applies a bank outcome: `settled` posts the payment's hold in full, `failed` releases
@@ -528,7 +561,18 @@ mod tests {
         let bank = ConnectorName::parse("demo-bank").unwrap();
         let id = TransferId::from_ulid(ulid::Ulid::from_parts(2, 2));
         let amount = Amount::parse("7.25", usd).unwrap();
-        let (transfer, deltas) = receive_deposit(id, &bank, &customer, amount, usd, "ref-1", now).unwrap();
+        let deposit = Deposit {
+            transfer_id: id,
+            connector: &bank,
+            account_id: customer.id,
+            amount,
+            currency: usd,
+            bank_reference: "ref-1",
+        };
+        let (transfer, deltas) = receive_deposit(&deposit, &customer, now).unwrap();
+        // Planned from the tenant alone, it is the same write, the read's facts stated as
+        // conditions.
+        assert_eq!(plan_deposit(&deposit, &tenant, now), (transfer.clone(), deltas.clone()));
         let key = ClearingKey {
             tenant: tenant.clone(),
             connector: bank.clone(),
@@ -545,9 +589,21 @@ mod tests {
         // The clearing side opens its account if this is its first movement.
         assert_eq!(deltas[0].open.as_deref(), Some(&key.opening(now)));
         let clearing = key.opening(now);
+        let into_clearing = Deposit {
+            account_id: clearing.id,
+            ..deposit.clone()
+        };
         assert_eq!(
-            receive_deposit(id, &bank, &clearing, amount, usd, "ref-2", now).unwrap_err(),
+            receive_deposit(&into_clearing, &clearing, now).unwrap_err(),
             DomainError::NotFound
+        );
+        let in_euros = Deposit {
+            currency: Currency::parse("EUR").unwrap(),
+            ..deposit
+        };
+        assert_eq!(
+            receive_deposit(&in_euros, &customer, now).unwrap_err(),
+            DomainError::CurrencyMismatch
         );
     }
 }

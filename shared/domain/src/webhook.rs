@@ -93,6 +93,14 @@ impl Connector {
         self.tenants.iter().any(|t| t == "*" || t == tenant.as_str())
     }
 
+    /// The one tenant this connector serves, when it serves exactly one.
+    pub fn sole_tenant(&self) -> Option<TenantId> {
+        match self.tenants.as_slice() {
+            [only] if only != "*" => TenantId::parse(only).ok(),
+            _ => None,
+        }
+    }
+
     fn mac(&self, key: &Secret<Vec<u8>>, parts: &[&[u8]]) -> Hmac<Sha256> {
         let mut mac = match Hmac::<Sha256>::new_from_slice(key.expose()) {
             Ok(mac) => mac,

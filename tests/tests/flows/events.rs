@@ -106,6 +106,7 @@ async fn every_sample_event_is_handled_as_expected() {
         connectors: Connectors::new(vec![sample_connector()]),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         dev_auth_headers: false,
+        accounts: Default::default(),
     };
     let analytics = analytics_rollups::App {
         store: Arc::new(MemoryStore::new()),

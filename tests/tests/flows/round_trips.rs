@@ -264,16 +264,62 @@ async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
     assert_eq!(api.balance(clearing).await["pending_credits"], "25.00");
     assert_eq!(api.balance(&customer).await["pending_debits"], "25.00");
 
-    // Webhooks: a deposit reads the event key and its account, then writes.
+    // Webhooks: a deposit through a connector that serves one tenant plans its write;
+    // the account's tenant, currency and kind are conditions of it.
     c.counter.reset();
-    let deposit = json!({"type": "deposit.received", "data": {"account_id": customer, "amount": "7",
-                         "currency": "USD", "bank_reference": "ref-rt-1"}});
+    let deposit = |reference: &str, amount: &str, currency: &str| {
+        json!({"type": "deposit.received", "data": {"account_id": customer, "amount": amount,
+               "currency": currency, "bank_reference": reference}})
+    };
     assert_eq!(
-        deliver(&c.webhooks, &deposit, "msg_rt_dep").await,
+        deliver(&c.webhooks, &deposit("ref-rt-1", "7", "USD"), "msg_rt_dep").await,
         json!({"outcome": "applied"})
     );
-    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "a deposit");
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "a deposit");
     assert_eq!(api.balance(clearing).await["posted"], "-7.00");
+    c.counter.reset();
+    assert_eq!(
+        deliver(&c.webhooks, &deposit("ref-rt-1", "7", "USD"), "msg_rt_dep").await,
+        json!({"outcome": "duplicate"})
+    );
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE]),
+        "a redelivered deposit: its record's image answers"
+    );
+    assert_eq!(
+        deliver(&c.webhooks, &deposit("ref-rt-2", "7", "EUR"), "msg_rt_dep_eur").await,
+        json!({"outcome": "rejected", "code": "currency_mismatch"})
+    );
+    assert_eq!(
+        c.counter.take(),
+        calls(&[WRITE, READ, WRITE]),
+        "a deposit its account refuses: read to name the rule, then archived"
+    );
+
+    // A connector serving every tenant learns whose the account is from its first
+    // deposit there; the next deposit to it is planned.
+    let config = json!({"connectors": {
+        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["*"]},
+    }});
+    let mut shared = c.stack.webhooks_app(&config).await;
+    shared.store = c.transactions.store.clone();
+    c.counter.reset();
+    assert_eq!(
+        deliver(&shared, &deposit("ref-rt-3", "1", "USD"), "msg_rt_dep_3").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(
+        c.counter.take(),
+        calls(&[READ, WRITE]),
+        "the first deposit to an account"
+    );
+    assert_eq!(
+        deliver(&shared, &deposit("ref-rt-4", "1", "USD"), "msg_rt_dep_4").await,
+        json!({"outcome": "applied"})
+    );
+    assert_eq!(c.counter.take(), calls(&[WRITE]), "the next deposit to it");
+    assert_eq!(api.balance(clearing).await["posted"], "-9.00");
 
     // A bank outcome reads the payment with its transfer, then writes.
     c.counter.reset();
@@ -302,12 +348,12 @@ async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
         json!({"outcome": "duplicate"})
     );
     assert_eq!(c.counter.take(), calls(&[READ]), "a duplicate delivery");
-    // Settled 10 and returned; failed 15; deposited 7: the clearing account is back to
-    // the deposit alone, and the customer has its money back.
+    // Settled 10 and returned; failed 15; deposited 9: the clearing account is back to
+    // the deposits alone, and the customer has its money back.
     let clearing_balance = api.balance(clearing).await;
     assert_eq!(
         (&clearing_balance["posted"], &clearing_balance["pending_credits"]),
-        (&json!("-7.00"), &json!("0.00"))
+        (&json!("-9.00"), &json!("0.00"))
     );
-    assert_eq!(api.balance(&customer).await["posted"], "107.00");
+    assert_eq!(api.balance(&customer).await["posted"], "109.00");
 }

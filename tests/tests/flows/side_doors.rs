@@ -64,6 +64,7 @@ fn bench_with(bank_a_tenants: &[&str]) -> Bench {
         connectors: Connectors::new(vec![connector("bank-a", bank_a_tenants), connector("bank-b", &["t3"])]),
         cursor_keys: cursor,
         dev_auth_headers: false,
+        accounts: Default::default(),
     };
     Bench {
         store,

@@ -80,6 +80,7 @@ async fn run(ops: Vec<Op>) {
         connectors: Connectors::new(vec![connector]),
         cursor_keys: Arc::new(StaticCursorKey([1; 32])),
         dev_auth_headers: false,
+        accounts: Default::default(),
     };
     let api = Api::new(&transactions, "p");
     let funder = api.open("USD", "1000000").await;
