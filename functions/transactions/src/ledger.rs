@@ -12,20 +12,20 @@ use async_trait::async_trait;
 use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountKind, Metadata};
+use fintx_domain::account::{Account, AccountKind};
 use fintx_domain::auth::Principal;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
 use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, IdempotencyRecord};
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
-use fintx_domain::money::{format_decimal, Amount, Currency};
+use fintx_domain::money::{format_decimal, Amount};
 use fintx_domain::payment::{
-    open_payment, parse_reference, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
+    open_payment, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
 };
 use fintx_domain::ports::{LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{
-    check_api_transition, open_api_transfer, parse_description, plan_api_transfer, plan_reversal, post_pending,
-    reverse_posted, void_pending, NewTransfer, Transfer, Transition,
+    check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, reverse_posted,
+    void_pending, NewTransfer, Transfer, Transition,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -33,7 +33,8 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::{holder_plaintext, masked_holder_view, parse_holder, App, BODY_MAX_BYTES};
+use crate::bodies::{ChangeBody, PaymentBody, PaymentRequest, TransferBody};
+use crate::{holder_plaintext, masked_holder_view, App, BODY_MAX_BYTES};
 
 /// The idempotency key of a request, scoped and fingerprinted.
 pub(crate) struct Idempotency {
@@ -320,42 +321,6 @@ pub fn payment_view(p: &Payment) -> Value {
     })
 }
 
-// --------------------------------------------------------------------------- parsing
-
-fn account_id_field(object: &mut JsonObject, field: &str) -> Result<AccountId, DomainError> {
-    let text = object.required_string(field)?;
-    // An id that cannot exist cannot be the tenant's account.
-    AccountId::parse(&text).ok_or(DomainError::AccountNotFound)
-}
-
-fn required_amount(object: &mut JsonObject, field: &str) -> Result<String, DomainError> {
-    object
-        .amount(field)?
-        .ok_or_else(|| DomainError::invalid_request(format!("`{field}` is required")))
-}
-
-/// `POST /v1/transfers` body, parsed once → command.
-fn new_transfer(mut o: JsonObject) -> Result<NewTransfer, DomainError> {
-    let debit = o.required_string("debit_account_id")?;
-    let credit = o.required_string("credit_account_id")?;
-    let amount = required_amount(&mut o, "amount")?;
-    let currency = o.required_string("currency")?;
-    let pending = o.boolean("pending")?.unwrap_or(false);
-    let description = parse_description(o.string("description")?)?;
-    let metadata = Metadata::parse(o.string_map("metadata")?.unwrap_or_default())?;
-    o.finish()?;
-    let currency = Currency::parse(&currency)?;
-    Ok(NewTransfer {
-        debit_account_id: AccountId::parse(&debit).ok_or(DomainError::AccountNotFound)?,
-        credit_account_id: AccountId::parse(&credit).ok_or(DomainError::AccountNotFound)?,
-        amount: Amount::parse_positive(&amount, currency)?,
-        currency,
-        pending,
-        description,
-        metadata,
-    })
-}
-
 // --------------------------------------------------------------------------- routes
 
 pub(crate) async fn create_transfer(
@@ -367,7 +332,7 @@ pub(crate) async fn create_transfer(
     let key = idempotency_key(request, true)?;
     let object = JsonObject::parse(body)?;
     let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfers", &key, &object.canonical()));
-    let command = new_transfer(object)?;
+    let command = NewTransfer::try_from(TransferBody::try_from(object)?)?;
     let now = system::now();
     let id = TransferId::from_ulid(system::new_ulid(now));
     let reads = Reads {
@@ -418,7 +383,7 @@ pub(crate) async fn transition(
         Action::Reverse => format!("POST /v1/transfers/{id}/reverse"),
     };
     let key = idempotency_key(request, true)?;
-    let mut o = JsonObject::parse_optional(body)?;
+    let o = JsonObject::parse_optional(body)?;
     // A blank body and `{}` fingerprint differently (as their text), so an empty object
     // takes the body's canonical form; any other object is fingerprinted as parsed.
     let canonical = if o.is_empty() {
@@ -427,15 +392,11 @@ pub(crate) async fn transition(
         o.canonical()
     };
     let idem = key.map(|key| Idempotency::new(caller, &route, &key, &canonical));
-    let amount = match action {
-        Action::Void => None,
-        Action::Post | Action::Reverse => o.amount("amount")?,
-    };
-    let description = match action {
-        Action::Reverse => parse_description(o.string("description")?)?,
-        _ => None,
-    };
-    o.finish()?;
+    let ChangeBody { amount, description } = ChangeBody::read(
+        o,
+        matches!(action, Action::Post | Action::Reverse),
+        matches!(action, Action::Reverse),
+    )?;
     let id = TransferId::parse(id).ok_or(DomainError::NotFound)?;
     let now = system::now();
     let change = Change {
@@ -598,22 +559,17 @@ pub(crate) async fn create_payment(
 ) -> Result<Response<Body>, DomainError> {
     let body = json_body(request, BODY_MAX_BYTES)?;
     let key = idempotency_key(request, true)?;
-    let mut o = JsonObject::parse(body)?;
+    let o = JsonObject::parse(body)?;
     let idem = key.map(|key| Idempotency::new(caller, "POST /v1/payments", &key, &o.canonical()));
-    let account_id = account_id_field(&mut o, "account_id");
-    let amount = required_amount(&mut o, "amount")?;
-    let currency = o.required_string("currency")?;
-    let connector = o.required_string("connector")?;
-    let counterparty = o
-        .object("counterparty")?
-        .ok_or_else(|| DomainError::invalid_request("`counterparty` is required"))?;
-    let counterparty = parse_holder(counterparty)?;
-    let reference = parse_reference(o.string("reference")?)?;
-    o.finish()?;
-    let currency = Currency::parse(&currency)?;
-    let amount = Amount::parse_positive(&amount, currency)?;
-    let account_id = account_id?;
-    let connector: ConnectorName = ConnectorName::parse(&connector)
+    let PaymentRequest {
+        account_id,
+        amount,
+        currency,
+        connector,
+        counterparty,
+        reference,
+    } = PaymentRequest::try_from(PaymentBody::try_from(o)?)?;
+    let connector: ConnectorName = connector
         // A connector that does not serve this tenant is unknown to it (SPEC §7).
         .filter(|c| app.connectors.iter().any(|g| g.name == *c && g.serves(&caller.tenant)))
         .ok_or(DomainError::UnknownConnector)?;

@@ -3,6 +3,7 @@
 //! response; this crate only translates.
 #![forbid(unsafe_code)]
 
+mod bodies;
 mod ledger;
 pub mod recent;
 
@@ -10,18 +11,17 @@ pub use ledger::{payment_view, transfer_view};
 
 use std::sync::Arc;
 
+use bodies::AccountBody;
 use fintx_adapters::http::{
     json_body, json_response, page_limit, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
-use fintx_domain::account::{
-    Account, AccountName, Metadata, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND,
-};
+use fintx_domain::account::{Account, AccountName, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND};
 use fintx_domain::auth::{Principal, Scope};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
-use fintx_domain::money::{format_decimal, Amount, Currency};
+use fintx_domain::money::format_decimal;
 use fintx_domain::payment::ConnectorGrant;
 use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
@@ -170,7 +170,7 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
     let key = ledger::idempotency_key(request, false)?;
     let object = JsonObject::parse(body)?;
     let idem = key.map(|key| ledger::Idempotency::new(caller, "POST /v1/accounts", &key, &object.canonical()));
-    let mut command = new_account(object)?;
+    let mut command = NewAccount::try_from(AccountBody::try_from(object)?)?;
     let now = system::now();
     let id = AccountId::from_ulid(system::new_ulid(now));
     // Seal before anything is written: if KMS is unavailable the request fails with
@@ -203,37 +203,6 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
         Ok(ledger::Decision::Write(Box::new(write), 201, ledger::to_body(&view)?))
     };
     ledger::execute(app, caller, idem, Reads::default(), || open().ok(), |_| open()).await
-}
-
-/// `POST /v1/accounts` body, parsed once → validated command.
-fn new_account(mut object: JsonObject) -> Result<NewAccount, DomainError> {
-    let currency_code = object.required_string("currency")?;
-    let name = object.string("name")?;
-    let overdraft_limit = object.amount("overdraft_limit")?;
-    let metadata = object.string_map("metadata")?;
-    let holder = object.object("holder")?.map(parse_holder).transpose()?;
-    object.finish()?;
-    let currency = Currency::parse(&currency_code)?;
-    Ok(NewAccount {
-        currency,
-        holder,
-        name: name.as_deref().map(AccountName::parse).transpose()?,
-        overdraft_limit: match overdraft_limit {
-            Some(text) => Amount::parse(&text, currency)?,
-            None => Amount::ZERO,
-        },
-        metadata: Metadata::parse(metadata.unwrap_or_default())?,
-    })
-}
-
-/// `holder` object → validated holder. Shared with payments' counterparties.
-pub fn parse_holder(mut object: JsonObject) -> Result<Holder, DomainError> {
-    let name = object.required_string("name")?;
-    let account_number = object.string("account_number")?;
-    let routing_number = object.string("routing_number")?;
-    let iban = object.string("iban")?;
-    object.finish()?;
-    Holder::parse(name, account_number, routing_number, iban)
 }
 
 /// The bytes that get sealed: the holder as JSON, zeroized when dropped.
