@@ -178,13 +178,13 @@ fn aws_roots_pem() -> Vec<String> {
 /// issuer, so the name appears in the issuer and the subject; the byte before the name
 /// is its DER length, which rules out a longer name that merely starts with it. The
 /// issuer comes right after the serial number and signature algorithm, so only the
-/// start of each certificate is searched: this runs at every cold start.
+/// start of each certificate is searched, with a vectorised substring search: this runs
+/// at every cold start, over every root of the Mozilla set (a byte-by-byte comparison of
+/// each window was about a tenth of the function's init CPU).
 fn names_subject(der: &[u8], name: &str) -> bool {
     const ISSUER_REGION: usize = 320;
-    let name = name.as_bytes();
-    der[..der.len().min(ISSUER_REGION)]
-        .windows(name.len() + 1)
-        .any(|w| usize::from(w[0]) == name.len() && &w[1..] == name)
+    let region = &der[..der.len().min(ISSUER_REGION)];
+    memchr::memmem::find_iter(region, name.as_bytes()).any(|at| at > 0 && usize::from(region[at - 1]) == name.len())
 }
 
 #[cfg(test)]
