@@ -1,11 +1,12 @@
 //! Cold start of the `bank-webhooks` function: settings and SDK clients, then the
 //! connector configuration, decrypted once per execution environment.
 //!
-//! The decrypt (one KMS round trip) is started at init but not waited for there: it runs
-//! while the runtime asks for the first event, and the first webhook waits only for what
-//! is left of it. Until the configuration has decrypted, no webhook is read or written:
-//! each answers 503 `unavailable` and the next one tries the decrypt again, so a failed
-//! decrypt never leaves the function accepting webhooks it cannot verify (fail closed).
+//! The decrypt (one KMS round trip) is left out of init: the first webhook starts it and
+//! waits for it, so init costs what the other functions' inits cost, and the decrypt is
+//! paid once, by the first request of the environment. Until the configuration has
+//! decrypted, no webhook is read or written: each answers 503 `unavailable` and the next
+//! one tries the decrypt again, so a failed decrypt never leaves the function accepting
+//! webhooks it cannot verify (fail closed).
 
 use std::sync::Arc;
 
@@ -66,12 +67,6 @@ async fn main() -> Result<(), Error> {
             })
         }
     };
-    let started = load.clone();
-    tokio::spawn(async move {
-        if let Err(error) = APP.get_or_try_init(started).await {
-            tracing::error!(%error, "the connector configuration did not load; webhooks are refused");
-        }
-    });
     run(service_fn(move |request: Request| {
         let load = load.clone();
         async move { Ok::<_, Error>(handle_loaded(&APP, load, request).await) }
