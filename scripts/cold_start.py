@@ -15,7 +15,7 @@ Usage: cold_start.py RUNS ENDPOINT_URL name=path[:event.json[:connectors]] ...
 The emulator at ENDPOINT_URL serves the first invocation's AWS calls (plain HTTP, so TLS
 set-up cost is not in these figures). A row marked `connectors` starts with a connector
 configuration encrypted under a fresh emulator KMS key, as bank-webhooks is deployed:
-its init then includes the one KMS Decrypt, whose own time (the function's
+its first invocation then includes the one KMS Decrypt, whose own time (the function's
 `decrypt_ms` log field) is reported as well.
 """
 
@@ -191,7 +191,7 @@ def main() -> None:
         if mode == "connectors":
             if len(decrypts) != len(results):
                 raise RuntimeError(f"{name}: the connector configuration was not loaded in every run")
-            print(f"{name}: connector configuration KMS Decrypt at init, median {statistics.median(decrypts):.2f} ms")
+            print(f"{name}: connector configuration KMS Decrypt (on the first webhook), median {statistics.median(decrypts):.2f} ms")
         size = Path(binary).stat().st_size / (1024 * 1024)
         rows.append((name, med, size, all(r["first_ok"] for r in results)))
     echo = next((m for n, m, _, _ in rows if n == "echo"), None)
