@@ -34,6 +34,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bodies::{ChangeBody, PaymentBody, PaymentRequest, TransferBody};
+use crate::recent::RecentTransfers;
 use crate::{holder_plaintext, masked_holder_view, App, BODY_MAX_BYTES};
 
 /// The idempotency key of a request, scoped and fingerprinted.
@@ -117,7 +118,7 @@ enum Answer {
 }
 
 /// A money-moving API route as a command of the write engine.
-struct ApiCommand<P, D> {
+struct ApiCommand<'a, P, D> {
     idem: Option<Idempotency>,
     reads: Reads,
     plan: Option<P>,
@@ -125,10 +126,9 @@ struct ApiCommand<P, D> {
     /// The idempotency record this request last sent: found back after a lost answer,
     /// it is this request's own outcome, not a replay.
     sent: Option<IdempotencyRecord>,
-    /// The transfers the last write sent creates or updates, and the transfer last read:
-    /// remembered for later requests once the answer is known (see [`crate::recent`]).
-    written: Vec<Transfer>,
-    read: Option<Transfer>,
+    /// Where the transfers this request reads and writes are remembered for later
+    /// requests (see [`crate::recent`]).
+    recent: &'a RecentTransfers,
 }
 
 /// Malformed and transient outcomes are never recorded (SPEC §5); business refusals are.
@@ -157,7 +157,7 @@ fn engine_decision(decided: Result<Decision, DomainError>) -> Result<engine::Dec
 }
 
 #[async_trait]
-impl<P, D> Command for ApiCommand<P, D>
+impl<P, D> Command for ApiCommand<'_, P, D>
 where
     P: FnOnce() -> Option<Decision> + Send,
     D: Fn(&Snapshot) -> Result<Decision, DomainError> + Send,
@@ -179,7 +179,9 @@ where
     }
 
     fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
-        self.read.clone_from(&snapshot.transfer);
+        if let Some(transfer) = &snapshot.transfer {
+            self.recent.remember(transfer);
+        }
         engine_decision((self.decide)(snapshot))
     }
 
@@ -196,12 +198,6 @@ where
     }
 
     async fn record(&mut self, write: &mut LedgerWrite, answer: &Answer) -> Result<(), DomainError> {
-        self.written = write
-            .new_transfers
-            .iter()
-            .chain(write.transfer_updates.iter().map(|(t, _)| t))
-            .cloned()
-            .collect();
         let Some(idem) = &self.idem else { return Ok(()) };
         let (status, body) = match answer {
             Answer::Reply { status, body, .. } => (*status, body.clone()),
@@ -222,6 +218,15 @@ where
         write.idempotency = Some(record);
         Ok(())
     }
+
+    fn committed(&mut self, write: &LedgerWrite) {
+        let updated = write.transfer_updates.iter().map(|(t, _)| t);
+        write
+            .new_transfers
+            .iter()
+            .chain(updated)
+            .for_each(|t| self.recent.remember(t));
+    }
 }
 
 /// Runs one money-moving request to its recorded outcome. `plan` decides the write
@@ -240,21 +245,10 @@ pub(crate) async fn execute(
         plan: Some(plan),
         decide,
         sent: None,
-        written: Vec::new(),
-        read: None,
+        recent: &app.recent,
     };
-    let answer = engine::run(app.store.as_ref(), &caller.tenant, &mut command).await;
-    if let Some(transfer) = &command.read {
-        app.recent.remember(transfer);
-    }
-    match answer? {
-        Answer::Reply { status, body, replayed } => {
-            // Not replayed: this request's write is what the store holds.
-            if !replayed {
-                command.written.iter().for_each(|t| app.recent.remember(t));
-            }
-            Ok(respond(status, &body, replayed))
-        }
+    match engine::run(app.store.as_ref(), &caller.tenant, &mut command).await? {
+        Answer::Reply { status, body, replayed } => Ok(respond(status, &body, replayed)),
         Answer::Refused(error) => Err(error),
     }
 }

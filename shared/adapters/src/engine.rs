@@ -60,6 +60,9 @@ pub trait Command: Send {
     /// Another record the write carries (a deposit's bank reference) was found: the
     /// next decision knows the effect happened under another key.
     fn found_elsewhere(&mut self) {}
+
+    /// `write` committed: it is what the store now holds.
+    fn committed(&mut self, _write: &LedgerWrite) {}
 }
 
 /// Runs `command` to its recorded answer.
@@ -108,6 +111,7 @@ pub async fn run<C: Command>(
         }
         match commit_resending(store, &write).await {
             Ok(()) => {
+                command.committed(&write);
                 if !write.new_transfers.is_empty() {
                     crate::metrics::emit("Transfers", write.new_transfers.len() as f64, "Count", None);
                 }
