@@ -9,6 +9,7 @@ use fintx_adapters::http::JsonObject;
 use fintx_domain::account::{AccountName, Metadata, NewAccount};
 use fintx_domain::holder::Holder;
 use fintx_domain::ids::AccountId;
+use fintx_domain::lifecycle::AccountPatch;
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{parse_reference, ConnectorName};
 use fintx_domain::transfer::{parse_description, NewTransfer};
@@ -64,6 +65,47 @@ impl TryFrom<AccountBody> for NewAccount {
                 None => Amount::ZERO,
             },
             metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
+        })
+    }
+}
+
+/// `PATCH /v1/accounts/{id}`.
+#[derive(Clone)]
+pub(crate) struct AccountPatchBody {
+    pub version: u64,
+    pub name: Option<String>,
+    pub overdraft_limit: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl TryFrom<JsonObject> for AccountPatchBody {
+    type Error = DomainError;
+
+    fn try_from(mut o: JsonObject) -> Result<Self, DomainError> {
+        let body = Self {
+            version: o
+                .positive_integer("version")?
+                .ok_or_else(|| DomainError::invalid_request("`version` is required"))?,
+            name: o.string("name")?,
+            overdraft_limit: o.amount("overdraft_limit")?,
+            metadata: o.string_map("metadata")?,
+        };
+        o.finish()?;
+        Ok(body)
+    }
+}
+
+impl AccountPatchBody {
+    /// The patch for an account in `currency` (its limit is written at that exponent).
+    pub fn patch(self, currency: Currency) -> Result<AccountPatch, DomainError> {
+        Ok(AccountPatch {
+            version: self.version,
+            name: self.name.as_deref().map(AccountName::parse).transpose()?,
+            overdraft_limit: self
+                .overdraft_limit
+                .map(|text| Amount::parse(&text, currency))
+                .transpose()?,
+            metadata: self.metadata.map(Metadata::parse).transpose()?,
         })
     }
 }

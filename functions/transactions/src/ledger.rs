@@ -413,10 +413,20 @@ pub(crate) async fn transition(
     };
     execute(app, caller, idem, reads, plan, |snapshot| {
         let transfer = snapshot.transfer.as_ref().ok_or(DomainError::NotFound)?;
-        let credit = snapshot.accounts.first().and_then(Option::as_ref);
-        change.decide(transfer, credit)
+        let sides = match snapshot.accounts.as_slice() {
+            [Some(debit), Some(credit)] => Some(Sides { debit, credit }),
+            _ => None,
+        };
+        change.decide(transfer, sides)
     })
     .await
+}
+
+/// A transfer's two accounts as read.
+#[derive(Clone, Copy)]
+struct Sides<'a> {
+    debit: &'a Account,
+    credit: &'a Account,
 }
 
 /// A post, void or reversal as requested, decided against a transfer.
@@ -429,23 +439,56 @@ struct Change {
 }
 
 impl Change {
-    /// `credit` is the transfer's credit account when it was read: a reversal debits it,
-    /// and without it the cover is left to the write's condition, with a read of it to
-    /// name the rule if that refuses.
-    fn decide(&self, transfer: &Transfer, credit: Option<&Account>) -> Result<Decision, DomainError> {
+    /// `sides` are the transfer's accounts when they were read. Without them, what they
+    /// must be (a reversal's cover, the lifecycle status a post or reversal needs) is
+    /// left to the write's conditions, with a read of them to name the rule if those
+    /// refuse.
+    fn decide(&self, transfer: &Transfer, sides: Option<Sides<'_>>) -> Result<Decision, DomainError> {
         let amount = self
             .amount
             .as_deref()
             .map(|a| Amount::parse_positive(a, transfer.currency))
             .transpose()?;
         check_api_transition(transfer)?;
-        let transition = match self.action {
-            Action::Post => post_pending(transfer, amount, self.now)?,
-            Action::Void => void_pending(transfer, self.now)?,
+        let explain = || Reads {
+            transfer: Some(transfer.id),
+            accounts: vec![transfer.debit_account_id, transfer.credit_account_id],
+            ..Reads::default()
+        };
+        let (write, status, view) = match self.action {
+            Action::Post | Action::Void => {
+                let transition = match self.action {
+                    Action::Post => post_pending(transfer, amount, self.now)?,
+                    _ => void_pending(transfer, self.now)?,
+                };
+                let (next, deltas) = match transition {
+                    Transition::Unchanged => return Ok(Decision::Respond(200, to_body(&transfer_view(transfer))?)),
+                    Transition::Apply(next, deltas) => (next, deltas),
+                };
+                if let (Action::Post, Some(sides)) = (self.action, sides) {
+                    // A frozen account's holds do not post (SPEC §6).
+                    sides.debit.check_debitable()?;
+                }
+                let view = to_body(&transfer_view(&next))?;
+                let write = LedgerWrite {
+                    deltas: deltas.to_vec(),
+                    transfer_updates: vec![(*next, transfer.version)],
+                    ..LedgerWrite::default()
+                };
+                (write, 200, view)
+            }
             Action::Reverse => {
                 let description = self.description.clone();
-                let r = match credit {
-                    Some(credit) => reverse_posted(transfer, self.reversal_id, amount, description, credit, self.now)?,
+                let r = match sides {
+                    Some(sides) => reverse_posted(
+                        transfer,
+                        self.reversal_id,
+                        amount,
+                        description,
+                        sides.credit,
+                        Some(sides.debit),
+                        self.now,
+                    )?,
                     // Never a clearing account: those transfers change only by webhook.
                     None => plan_reversal(
                         transfer,
@@ -457,36 +500,22 @@ impl Change {
                     )?,
                 };
                 let view = to_body(&transfer_view(&r.reversal))?;
-                let write = Box::new(LedgerWrite {
+                let write = LedgerWrite {
                     deltas: r.deltas.to_vec(),
                     new_transfers: vec![r.reversal],
                     transfer_updates: vec![(r.original, transfer.version)],
                     ..LedgerWrite::default()
-                });
-                return Ok(match credit {
-                    Some(_) => Decision::Write(write, 201, view),
-                    None => {
-                        let explain = Reads {
-                            transfer: Some(transfer.id),
-                            accounts: vec![transfer.credit_account_id],
-                            ..Reads::default()
-                        };
-                        Decision::Attempt(write, 201, view, explain)
-                    }
-                });
+                };
+                (write, 201, view)
             }
         };
-        Ok(match transition {
-            Transition::Unchanged => Decision::Respond(200, to_body(&transfer_view(transfer))?),
-            Transition::Apply(next, deltas) => {
-                let view = to_body(&transfer_view(&next))?;
-                let write = LedgerWrite {
-                    deltas: deltas.to_vec(),
-                    transfer_updates: vec![(*next, transfer.version)],
-                    ..LedgerWrite::default()
-                };
-                Decision::Write(Box::new(write), 200, view)
-            }
+        let write = Box::new(write);
+        // A void moves no money out and needs no status, so its version condition is
+        // all it assumes; a post or reversal assumes its accounts' status (and a
+        // reversal its cover) when they were not read.
+        Ok(match (self.action, sides) {
+            (Action::Void, _) | (_, Some(_)) => Decision::Write(write, status, view),
+            (_, None) => Decision::Attempt(write, status, view, explain()),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 mod bodies;
 mod ledger;
+mod lifecycle;
 pub mod recent;
 
 pub use ledger::{payment_view, transfer_view};
@@ -21,6 +22,7 @@ use fintx_domain::auth::{Principal, Scope};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
+use fintx_domain::lifecycle::StatusChange;
 use fintx_domain::money::format_decimal;
 use fintx_domain::payment::ConnectorGrant;
 use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
@@ -59,6 +61,10 @@ pub enum Handler {
     CreateAccount,
     ListAccounts,
     GetAccount,
+    UpdateAccount,
+    FreezeAccount,
+    UnfreezeAccount,
+    CloseAccount,
     ListAccountTransfers,
     CreateTransfer,
     GetTransfer,
@@ -81,10 +87,29 @@ pub struct Route {
 
 /// Every route of the transactions API, with the scope it requires (SPEC §4). Checked
 /// against `openapi.yaml` and `template.yaml` by the tests.
-pub const ROUTES: [Route; 11] = [
+pub const ROUTES: [Route; 15] = [
     entry("POST", "/v1/accounts", Scope::LedgerWrite, Handler::CreateAccount),
     entry("GET", "/v1/accounts", Scope::LedgerRead, Handler::ListAccounts),
     entry("GET", "/v1/accounts/{id}", Scope::LedgerRead, Handler::GetAccount),
+    entry("PATCH", "/v1/accounts/{id}", Scope::LedgerWrite, Handler::UpdateAccount),
+    entry(
+        "POST",
+        "/v1/accounts/{id}/freeze",
+        Scope::LedgerWrite,
+        Handler::FreezeAccount,
+    ),
+    entry(
+        "POST",
+        "/v1/accounts/{id}/unfreeze",
+        Scope::LedgerWrite,
+        Handler::UnfreezeAccount,
+    ),
+    entry(
+        "POST",
+        "/v1/accounts/{id}/close",
+        Scope::LedgerWrite,
+        Handler::CloseAccount,
+    ),
     entry(
         "GET",
         "/v1/accounts/{id}/transfers",
@@ -154,6 +179,14 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
         Handler::CreateAccount => create_account(app, &caller, request).await,
         Handler::ListAccounts => list_accounts(app, &caller, request).await,
         Handler::GetAccount => get_account(app, &caller, id, request).await,
+        Handler::UpdateAccount => lifecycle::update_account(app, &caller, request, id).await,
+        Handler::FreezeAccount => {
+            lifecycle::change_account_status(app, &caller, request, id, StatusChange::Freeze).await
+        }
+        Handler::UnfreezeAccount => {
+            lifecycle::change_account_status(app, &caller, request, id, StatusChange::Unfreeze).await
+        }
+        Handler::CloseAccount => lifecycle::change_account_status(app, &caller, request, id, StatusChange::Close).await,
         Handler::ListAccountTransfers => ledger::list_account_transfers(app, &caller, request, id).await,
         Handler::CreateTransfer => ledger::create_transfer(app, &caller, request).await,
         Handler::GetTransfer => ledger::get_transfer(app, &caller, id).await,
@@ -307,7 +340,7 @@ pub fn account_view(account: &Account) -> Value {
         },
         "metadata": account.metadata.pairs(),
         "kind": account.kind.as_str(),
-        "status": "open",
+        "status": account.status.as_str(),
         "created_at": account.created_at,
         "version": account.version,
     })

@@ -209,6 +209,18 @@ impl JsonObject {
         }
     }
 
+    /// A whole number from 1 up (a record's `version`).
+    pub fn positive_integer(&mut self, field: &str) -> Result<Option<u64>, DomainError> {
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v > 0) => Ok(n.as_u64()),
+            Some(_) => Err(DomainError::invalid_request(format!(
+                "`{}` must be a whole number from 1",
+                self.name(field)
+            ))),
+        }
+    }
+
     pub fn boolean(&mut self, field: &str) -> Result<Option<bool>, DomainError> {
         match self.take(field) {
             None => Ok(None),

@@ -8,10 +8,11 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem, Update,
 };
+use fintx_domain::account::AccountStatus;
 use fintx_domain::auth::TenantId;
 use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
-use fintx_domain::transfer::{AccountDelta, Transfer};
+use fintx_domain::transfer::{AccountDelta, Requires, Transfer};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
@@ -116,6 +117,27 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
             }
         }
     };
+    if let Some(requires) = delta.requires {
+        // A lifecycle change that lands first refuses the movement (SPEC §6).
+        names.insert("#status".to_owned(), "status".to_owned());
+        let open = s(AccountStatus::Open.as_str());
+        let check = match requires {
+            Requires::Open => {
+                values.insert(":open".to_owned(), open);
+                "#status = :open"
+            }
+            Requires::NotClosed => {
+                values.insert(":closed".to_owned(), s(AccountStatus::Closed.as_str()));
+                "#status <> :closed"
+            }
+        };
+        condition = if delta.open.is_some() {
+            // An account this movement opens starts open.
+            format!("{condition} AND (attribute_not_exists(pk) OR {check})")
+        } else {
+            format!("{condition} AND {check}")
+        };
+    }
     if let Some(cover) = delta.cover {
         condition.push_str(" AND spendable >= :cover");
         values.insert(":cover".to_owned(), n(cover.value()));
@@ -244,6 +266,13 @@ impl LedgerStore for DynamoStore {
         }
         for account in &write.new_accounts {
             items.push(put(ledger, account_item(account)?, NEW, None)?);
+            roles.push(Role::Other);
+        }
+        for (account, expected) in &write.account_updates {
+            // The version moves with every balance change, so the whole account as read,
+            // with its new settings, replaces the stored one only if nothing moved since.
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            items.push(put(ledger, account_item(account)?, "version = :v", Some(values))?);
             roles.push(Role::Other);
         }
         for delta in &write.deltas {

@@ -186,14 +186,23 @@ impl LedgerStore for MemoryStore {
         {
             return reject(Rejection::Stale);
         }
-        let mut updated = Vec::with_capacity(write.deltas.len());
+        if write
+            .account_updates
+            .iter()
+            .any(|(a, v)| state.accounts.get(&a.id).is_none_or(|c| c.version != *v))
+        {
+            return reject(Rejection::Stale);
+        }
+        let mut updated: Vec<Account> = write.account_updates.iter().map(|(a, _)| a.clone()).collect();
         for delta in &write.deltas {
             let current = match (state.accounts.get(&delta.account_id), &delta.open) {
                 (Some(current), _) => current,
                 (None, Some(opening)) => opening.as_ref(),
                 (None, None) => return reject(Rejection::Stale),
             };
-            if delta.expect.as_ref().is_some_and(|e| !e.holds_for(current)) {
+            if delta.expect.as_ref().is_some_and(|e| !e.holds_for(current))
+                || delta.requires.is_some_and(|r| !r.allows(current.status))
+            {
                 return reject(Rejection::Stale);
             }
             if let Some(cover) = delta.cover {

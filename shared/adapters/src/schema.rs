@@ -26,7 +26,7 @@ use std::str::FromStr;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use fintx_domain::account::{Account, AccountKind, AccountName, Balance, Metadata, StoredHolder};
+use fintx_domain::account::{Account, AccountKind, AccountName, AccountStatus, Balance, Metadata, StoredHolder};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::Sealed;
@@ -138,6 +138,7 @@ pub(crate) fn account_item(account: &Account) -> Result<HashMap<String, Attribut
         ("pending_credits".to_owned(), n(account.balance.pending_credits)),
         ("spendable".to_owned(), n(account.headroom()?)),
         ("kind".to_owned(), s(account.kind.as_str())),
+        ("status".to_owned(), s(account.status.as_str())),
         ("created_at".to_owned(), s(account.created_at.to_string())),
         ("version".to_owned(), AttributeValue::N(account.version.to_string())),
     ]);
@@ -194,6 +195,7 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
         },
         metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
         kind: AccountKind::parse(item.s("kind")?).ok_or_else(|| corrupt("kind"))?,
+        status: AccountStatus::parse(item.s("status")?).ok_or_else(|| corrupt("status"))?,
         created_at: Timestamp::parse_rfc3339(item.s("created_at")?).ok_or_else(|| corrupt("created_at"))?,
         version: item.u64("version")?,
     })
@@ -636,8 +638,11 @@ mod tests {
             Timestamp::from_unix_ms(1_700_000_000_000).unwrap(),
         );
         account.balance.posted = Decimal::new(-1234, 2);
-        let back = account_from_item(&account_item(&account).unwrap()).unwrap();
-        assert_eq!(back, account);
+        for status in [AccountStatus::Open, AccountStatus::Frozen, AccountStatus::Closed] {
+            account.status = status;
+            let back = account_from_item(&account_item(&account).unwrap()).unwrap();
+            assert_eq!(back, account);
+        }
     }
 
     #[test]

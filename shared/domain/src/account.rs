@@ -43,6 +43,36 @@ impl AccountKind {
     }
 }
 
+/// Where an account is in its lifecycle (SPEC §6): `open → frozen → open`,
+/// `open | frozen → closed` (final).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Open,
+    /// Refuses new debits and the posting of its holds; credits and voids still apply.
+    Frozen,
+    /// Refuses every new transfer to or from it; stays readable with its history.
+    Closed,
+}
+
+impl AccountStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Open => "open",
+            AccountStatus::Frozen => "frozen",
+            AccountStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "open" => Some(AccountStatus::Open),
+            "frozen" => Some(AccountStatus::Frozen),
+            "closed" => Some(AccountStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// Free-form string pairs a client attaches to a record. Bounded, and never interpreted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata(BTreeMap<String, String>);
@@ -152,6 +182,7 @@ pub struct Account {
     pub balance: Balance,
     pub metadata: Metadata,
     pub kind: AccountKind,
+    pub status: AccountStatus,
     pub created_at: Timestamp,
     pub version: u64,
 }
@@ -185,6 +216,7 @@ impl Account {
             balance: Balance::ZERO,
             metadata: request.metadata,
             kind: AccountKind::Customer,
+            status: AccountStatus::Open,
             created_at: now,
             version: 1,
         }
@@ -192,6 +224,23 @@ impl Account {
 }
 
 impl Account {
+    /// Whether the account may be debited now: only an open one (SPEC §6).
+    pub fn check_debitable(&self) -> Result<(), DomainError> {
+        match self.status {
+            AccountStatus::Open => Ok(()),
+            AccountStatus::Frozen => Err(DomainError::AccountFrozen),
+            AccountStatus::Closed => Err(DomainError::AccountClosed),
+        }
+    }
+
+    /// Whether the account may be credited now: anything but a closed one.
+    pub fn check_creditable(&self) -> Result<(), DomainError> {
+        match self.status {
+            AccountStatus::Closed => Err(DomainError::AccountClosed),
+            AccountStatus::Open | AccountStatus::Frozen => Ok(()),
+        }
+    }
+
     /// The clearing account of a connector for a tenant and currency: money in flight at
     /// the bank. It has no overdraft limit; its balance mirrors the bank's position.
     pub fn clearing(id: AccountId, tenant: TenantId, currency: Currency, connector: &str, now: Timestamp) -> Self {
@@ -205,6 +254,7 @@ impl Account {
             balance: Balance::ZERO,
             metadata: Metadata::default(),
             kind: AccountKind::Clearing,
+            status: AccountStatus::Open,
             created_at: now,
             version: 1,
         }

@@ -25,6 +25,11 @@ pub enum ErrorCode {
     IdempotencyKeyInUse,
     ManagedByPayment,
     ClearingAccount,
+    VersionConflict,
+    LimitBelowUsage,
+    AccountFrozen,
+    AccountClosed,
+    AccountNotEmpty,
     InvalidCursor,
     InvalidSignature,
     TimestampOutOfTolerance,
@@ -34,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidAmount,
         ErrorCode::InvalidCurrency,
@@ -54,6 +59,11 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::ManagedByPayment,
         ErrorCode::ClearingAccount,
+        ErrorCode::VersionConflict,
+        ErrorCode::LimitBelowUsage,
+        ErrorCode::AccountFrozen,
+        ErrorCode::AccountClosed,
+        ErrorCode::AccountNotEmpty,
         ErrorCode::InvalidCursor,
         ErrorCode::InvalidSignature,
         ErrorCode::TimestampOutOfTolerance,
@@ -104,6 +114,23 @@ impl ErrorCode {
                 422,
                 "clearing_account",
                 "Clearing accounts move only through payments and bank webhooks",
+            ),
+            VersionConflict => (
+                409,
+                "version_conflict",
+                "The record changed since the version the request names",
+            ),
+            LimitBelowUsage => (
+                422,
+                "limit_below_usage",
+                "The account already uses more than the new limit allows",
+            ),
+            AccountFrozen => (422, "account_frozen", "The account is frozen"),
+            AccountClosed => (422, "account_closed", "The account is closed"),
+            AccountNotEmpty => (
+                422,
+                "account_not_empty",
+                "The account still has a balance or pending amounts",
             ),
             InvalidCursor => (400, "invalid_cursor", "The cursor is not valid"),
             InvalidSignature => (401, "invalid_signature", "The webhook signature does not verify"),
@@ -226,6 +253,16 @@ pub enum DomainError {
     ManagedByPayment,
     #[error("a clearing account mirrors money at a bank and moves only through payments and bank webhooks")]
     ClearingAccount,
+    #[error("the account's version is not the one the request names")]
+    VersionConflict,
+    #[error("the account's available balance is below the new overdraft limit's floor")]
+    LimitBelowUsage,
+    #[error("the account is frozen: it refuses debits and the posting of its holds")]
+    AccountFrozen,
+    #[error("the account is closed: it refuses every new transfer")]
+    AccountClosed,
+    #[error("only an account with a zero posted balance and no pending amounts can be closed")]
+    AccountNotEmpty,
     #[error("the cursor is malformed, tampered with or from another listing")]
     InvalidCursor,
     #[error("the signature does not verify")]
@@ -271,6 +308,11 @@ impl DomainError {
             E::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
             E::ManagedByPayment => ErrorCode::ManagedByPayment,
             E::ClearingAccount => ErrorCode::ClearingAccount,
+            E::VersionConflict => ErrorCode::VersionConflict,
+            E::LimitBelowUsage => ErrorCode::LimitBelowUsage,
+            E::AccountFrozen => ErrorCode::AccountFrozen,
+            E::AccountClosed => ErrorCode::AccountClosed,
+            E::AccountNotEmpty => ErrorCode::AccountNotEmpty,
             E::InvalidCursor => ErrorCode::InvalidCursor,
             E::InvalidSignature => ErrorCode::InvalidSignature,
             E::TimestampOutOfTolerance => ErrorCode::TimestampOutOfTolerance,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod holder;
 pub mod idempotency;
 pub mod ids;
+pub mod lifecycle;
 pub mod money;
 pub mod payment;
 pub mod ports;

@@ -304,6 +304,7 @@ pub fn receive_deposit(
     if account.kind == AccountKind::Clearing {
         return Err(DomainError::NotFound);
     }
+    account.check_creditable()?;
     if account.currency != deposit.currency {
         return Err(DomainError::CurrencyMismatch);
     }
@@ -362,6 +363,7 @@ pub fn apply_outcome(
                 None,
                 Some(format!("return of payment {}", payment.id)),
                 clearing,
+                None,
                 now,
             )?;
             (r.original, Some(r.reversal), r.deltas)
@@ -374,6 +376,13 @@ pub fn apply_outcome(
             })
         }
     };
+    // A bank outcome records what the bank already did: the account's lifecycle status
+    // does not refuse it (a frozen account's payment still settles, a return still comes
+    // back).
+    let mut deltas = deltas;
+    for delta in &mut deltas {
+        delta.requires = None;
+    }
     let mut next = payment.clone();
     next.status = to;
     next.updated_at = now;

@@ -155,6 +155,9 @@ pub struct LedgerWrite {
     pub idempotency: Option<IdempotencyRecord>,
     pub deltas: Vec<AccountDelta>,
     pub new_accounts: Vec<Account>,
+    /// Accounts whose settings or lifecycle status change, each with the version it must
+    /// still have: every balance change moves the version too, so nothing moved since.
+    pub account_updates: Vec<(Account, u64)>,
     pub new_transfers: Vec<Transfer>,
     pub transfer_updates: Vec<(Transfer, u64)>,
     pub new_payments: Vec<Payment>,
@@ -200,6 +203,7 @@ impl LedgerWrite {
         self.idempotency.is_none()
             && self.deltas.is_empty()
             && self.new_accounts.is_empty()
+            && self.account_updates.is_empty()
             && self.new_transfers.is_empty()
             && self.transfer_updates.is_empty()
             && self.new_payments.is_empty()
@@ -303,6 +307,7 @@ mod tests {
             cover: None,
             expect: None,
             open: None,
+            requires: None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::account::{Account, AccountKind, Metadata};
+use crate::account::{Account, AccountKind, AccountStatus, Metadata};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::error::DomainError;
@@ -111,6 +111,28 @@ pub struct AccountDelta {
     /// The account this delta opens when it does not exist yet: a clearing account is
     /// created by its first movement, exactly once however many writes race to it.
     pub open: Option<Box<Account>>,
+    /// The lifecycle status the account must have when the write lands, checked by the
+    /// store's conditions (SPEC §6): a freeze or close that lands first refuses the write.
+    pub requires: Option<Requires>,
+}
+
+/// What a movement needs of an account's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requires {
+    /// A debit, or the posting of a hold on the debit side: the account is open.
+    Open,
+    /// A credit: the account is open or frozen, not closed.
+    NotClosed,
+}
+
+impl Requires {
+    /// Whether `status` satisfies this.
+    pub fn allows(self, status: AccountStatus) -> bool {
+        match self {
+            Requires::Open => status == AccountStatus::Open,
+            Requires::NotClosed => status != AccountStatus::Closed,
+        }
+    }
 }
 
 /// The unchanging facts a write assumes about an account it moves.
@@ -146,6 +168,7 @@ impl AccountDelta {
             cover: None,
             expect: None,
             open: None,
+            requires: None,
         }
     }
 
@@ -233,9 +256,17 @@ pub fn check_api_transition(transfer: &Transfer) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Whether a new transfer may move money from `debit` to `credit` as their lifecycle
+/// stands: neither is closed, and the debit is not frozen (SPEC §6).
+pub fn check_movable(debit: &Account, credit: &Account) -> Result<(), DomainError> {
+    debit.check_creditable()?;
+    credit.check_creditable()?;
+    debit.check_debitable()
+}
+
 /// Opens a transfer between two of the tenant's accounts and says how their balances move.
 /// The checks follow SPEC precedence: both accounts exist in the tenant (the caller
-/// passes only the tenant's), currencies, sameness, then funds.
+/// passes only the tenant's), their lifecycle status, currencies, sameness, then funds.
 pub fn open_transfer(
     id: TransferId,
     tenant: &TenantId,
@@ -244,6 +275,7 @@ pub fn open_transfer(
     credit: &Account,
     now: Timestamp,
 ) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
+    check_movable(debit, credit)?;
     if debit.currency != request.currency || credit.currency != request.currency {
         return Err(DomainError::CurrencyMismatch);
     }
@@ -277,6 +309,8 @@ pub(crate) fn transfer_between(
     let mut d = AccountDelta::new(debit_id);
     let mut c = AccountDelta::new(credit_id);
     d.cover = (debit.kind == AccountKind::Customer).then_some(request.amount);
+    d.requires = Some(Requires::Open);
+    c.requires = Some(Requires::NotClosed);
     let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
     d.expect = Some(debit);
     c.expect = Some(credit);
@@ -360,8 +394,11 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     let mut c = AccountDelta::new(transfer.credit_account_id);
     d.pending_debits = minus(held);
     d.posted = minus(p);
+    // A frozen account's holds do not post (SPEC §6); its credits still do.
+    d.requires = Some(Requires::Open);
     c.pending_credits = minus(held);
     c.posted = p;
+    c.requires = Some(Requires::NotClosed);
     let mut next = transfer.clone();
     next.status = TransferStatus::Posted;
     next.posted_amount = post;
@@ -409,9 +446,15 @@ pub fn reverse_posted(
     amount: Option<Amount>,
     description: Option<String>,
     original_credit: &Account,
+    original_debit: Option<&Account>,
     now: Timestamp,
 ) -> Result<Reversal, DomainError> {
     let reversal = plan_reversal(original, new_id, amount, description, original_credit.kind, now)?;
+    // The reversal debits the original credit account and credits the original debit.
+    match original_debit {
+        Some(debit) => check_movable(original_credit, debit)?,
+        None => original_credit.check_debitable()?,
+    }
     check_cover(original_credit, reversal.reversal.amount)?;
     Ok(reversal)
 }
@@ -453,7 +496,9 @@ pub fn plan_reversal(
     let mut c = AccountDelta::new(original.debit_account_id);
     d.posted = minus(r);
     d.cover = (credit_kind == AccountKind::Customer).then_some(amount);
+    d.requires = Some(Requires::Open);
     c.posted = r;
+    c.requires = Some(Requires::NotClosed);
     let mut updated = original.clone();
     updated.reversed_amount = original
         .reversed_amount

@@ -9,6 +9,7 @@ mod events;
 mod footprint;
 mod ledger;
 mod ledger_faults;
+mod lifecycle;
 mod model;
 mod no_secrets;
 mod rollup_faults;

@@ -126,6 +126,7 @@ fn one_sided_write(account: AccountId) -> LedgerWrite {
             cover: None,
             expect: None,
             open: None,
+            requires: None,
         }],
         ..LedgerWrite::default()
     }
