@@ -77,12 +77,31 @@ pub enum Kind {
     Clearing,
 }
 
+/// An account's lifecycle status (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Open,
+    Frozen,
+    Closed,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Open => "open",
+            Lifecycle::Frozen => "frozen",
+            Lifecycle::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: String,
     pub tenant: String,
     pub currency: &'static str,
     pub kind: Kind,
+    pub status: Lifecycle,
     pub limit: Minor,
     pub posted: Minor,
     pub pending_debits: Minor,
@@ -96,6 +115,11 @@ impl Account {
 
     pub fn exponent(&self) -> u32 {
         exponent(self.currency).unwrap_or(0)
+    }
+
+    /// Whether nothing is left in it: the condition for closing it.
+    pub fn is_empty(&self) -> bool {
+        self.posted == 0 && self.pending_debits == 0 && self.pending_credits == 0
     }
 
     /// The balance object the API must show.
@@ -260,6 +284,19 @@ impl Model {
         self.transfers.iter().position(|t| t.id == id)
     }
 
+    /// Why a new transfer from `debit` to `credit` is refused by their lifecycle, if it
+    /// is: a closed account on either side, then a frozen debit account.
+    pub fn lifecycle_refusal(&self, debit: usize, credit: usize) -> Option<&'static str> {
+        let (d, c) = (self.accounts[debit].status, self.accounts[credit].status);
+        if d == Lifecycle::Closed || c == Lifecycle::Closed {
+            Some("account_closed")
+        } else if d == Lifecycle::Frozen {
+            Some("account_frozen")
+        } else {
+            None
+        }
+    }
+
     /// A debit of `amount` is covered: customer accounts need
     /// `available − amount ≥ −limit`; clearing accounts have no limit.
     pub fn covered(&self, account: usize, amount: Minor) -> bool {
@@ -349,6 +386,7 @@ impl Model {
             tenant: tenant.to_owned(),
             currency,
             kind: Kind::Clearing,
+            status: Lifecycle::Open,
             limit: 0,
             posted: 0,
             pending_debits: 0,

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::faults::{FaultRates, FaultyCipher, FaultyRollups, FaultyStore, Rng};
-use crate::model::{self, Expect, Kind, Minor, Model, PaymentStatus, Status};
+use crate::model::{self, Expect, Kind, Lifecycle, Minor, Model, PaymentStatus, Status};
 use crate::{api_event, claims, reply, request, Reply};
 
 const TENANTS: [&str; 3] = ["t1", "t2", "t3"];
@@ -137,6 +137,20 @@ pub enum Op {
         tenant: u8,
         account: Pick,
     },
+    /// Freeze (0), unfreeze (1) or close (2) an account.
+    Lifecycle {
+        tenant: u8,
+        account: Pick,
+        change: u8,
+    },
+    /// `PATCH` an account's limit, under the version a read shows or (`stale`) a newer
+    /// one that it does not have.
+    Patch {
+        tenant: u8,
+        account: Pick,
+        limit: Option<AmountText>,
+        stale: bool,
+    },
     Pump {
         batch: u8,
     },
@@ -152,7 +166,7 @@ pub fn random_op(rng: &mut Rng) -> Op {
         3..=8 => AmountText::Short(rng.below(20_000) as u32 + 1),
         _ => AmountText::Minor(rng.below(20_000) as u32 + 1),
     };
-    match rng.below(100) {
+    match rng.below(106) {
         0..=3 => Op::Open {
             tenant,
             currency: rng.below(4) as u8,
@@ -221,8 +235,19 @@ pub fn random_op(rng: &mut Rng) -> Op {
             tenant,
             account: pick(rng),
         },
-        _ => Op::Pump {
+        96..=99 => Op::Pump {
             batch: rng.below(8) as u8 + 1,
+        },
+        100..=102 => Op::Lifecycle {
+            tenant,
+            account: pick(rng),
+            change: rng.below(3) as u8,
+        },
+        _ => Op::Patch {
+            tenant,
+            account: pick(rng),
+            limit: (!rng.chance(8)).then(|| AmountText::Minor(rng.below(10_000) as u32)),
+            stale: rng.chance(6),
         },
     }
 }
@@ -325,6 +350,10 @@ enum Effect {
         amount: Minor,
         connector: String,
         reference: String,
+    },
+    Status {
+        account: usize,
+        to: Lifecycle,
     },
 }
 
@@ -623,6 +652,10 @@ impl World {
                     Some(_) if a.kind == Kind::Clearing || cr.kind == Kind::Clearing => {
                         (Expect::problem(422, "clearing_account"), Effect::None)
                     }
+                    Some(_) if m.lifecycle_refusal(d, c).is_some() => (
+                        Expect::problem(422, m.lifecycle_refusal(d, c).unwrap_or_default()),
+                        Effect::None,
+                    ),
                     Some(_) if a.currency != currency || cr.currency != currency => {
                         (Expect::problem(422, "currency_mismatch"), Effect::None)
                     }
@@ -670,6 +703,14 @@ impl World {
                                 (Expect::problem(409, "invalid_transition"), Effect::None)
                             }
                             Status::Pending if x > tr.amount => (Expect::problem(400, "invalid_amount"), Effect::None),
+                            // A frozen account's holds do not post.
+                            Status::Pending if m.accounts[tr.debit].status != Lifecycle::Open => {
+                                let code = match m.accounts[tr.debit].status {
+                                    Lifecycle::Closed => "account_closed",
+                                    _ => "account_frozen",
+                                };
+                                (Expect::problem(422, code), Effect::None)
+                            }
                             Status::Pending => (Expect::ok(200), Effect::Post { transfer: t, amount: x }),
                         },
                     }
@@ -727,6 +768,11 @@ impl World {
                         }
                         Some(0) => (Expect::problem(422, "reversal_exceeds_amount"), Effect::None),
                         Some(x) if x > remaining => (Expect::problem(422, "reversal_exceeds_amount"), Effect::None),
+                        // The reversal debits the original credit account.
+                        Some(_) if m.lifecycle_refusal(tr.credit, tr.debit).is_some() => (
+                            Expect::problem(422, m.lifecycle_refusal(tr.credit, tr.debit).unwrap_or_default()),
+                            Effect::None,
+                        ),
                         Some(x) if !m.covered(tr.credit, x) => {
                             (Expect::problem(422, "insufficient_funds"), Effect::None)
                         }
@@ -767,6 +813,12 @@ impl World {
                     }
                     Some(_) if acc.tenant != tenant => (Expect::problem(404, "account_not_found"), Effect::None),
                     Some(_) if acc.kind == Kind::Clearing => (Expect::problem(422, "clearing_account"), Effect::None),
+                    Some(_) if acc.status == Lifecycle::Closed => {
+                        (Expect::problem(422, "account_closed"), Effect::None)
+                    }
+                    Some(_) if acc.status == Lifecycle::Frozen => {
+                        (Expect::problem(422, "account_frozen"), Effect::None)
+                    }
                     Some(x) if !m.covered(a, x) => (Expect::problem(422, "insufficient_funds"), Effect::None),
                     Some(x) => (
                         Expect::ok(201),
@@ -884,6 +936,10 @@ impl World {
                                 .contains(&(connector.to_owned(), reference.clone())) =>
                         {
                             (Expect::webhook("duplicate", None), Effect::None)
+                        }
+                        // A closed account takes no new deposit; a frozen one does.
+                        Some(_) if acc.status == Lifecycle::Closed => {
+                            (Expect::webhook("rejected", Some("account_closed")), Effect::None)
                         }
                         Some(x) => (
                             Expect::webhook("applied", None),
@@ -1098,7 +1154,36 @@ impl World {
                 let path = format!("/v1/accounts/{}", m.accounts[a].id);
                 Some((self.api(tenant, "GET", path, None), expect, Effect::None))
             }
-            Op::Pump { .. } => None,
+            Op::Lifecycle {
+                tenant,
+                account,
+                change,
+            } => {
+                let tenant = TENANTS[*tenant as usize % 3];
+                let a = self.pick_account_for(tenant, *account, None)?;
+                let acc = &m.accounts[a];
+                let (name, to) = match change % 3 {
+                    0 => ("freeze", Lifecycle::Frozen),
+                    1 => ("unfreeze", Lifecycle::Open),
+                    _ => ("close", Lifecycle::Closed),
+                };
+                let (expect, effect) = if acc.tenant != tenant {
+                    (Expect::problem(404, "account_not_found"), Effect::None)
+                } else if acc.kind == Kind::Clearing {
+                    (Expect::problem(422, "clearing_account"), Effect::None)
+                } else if acc.status == to {
+                    (Expect::ok(200), Effect::None)
+                } else if acc.status == Lifecycle::Closed {
+                    (Expect::problem(409, "invalid_transition"), Effect::None)
+                } else if to == Lifecycle::Closed && !acc.is_empty() {
+                    (Expect::problem(422, "account_not_empty"), Effect::None)
+                } else {
+                    (Expect::ok(200), Effect::Status { account: a, to })
+                };
+                let path = format!("/v1/accounts/{}/{name}", acc.id);
+                Some((self.api(tenant, "POST", path, None), expect, effect))
+            }
+            Op::Pump { .. } | Op::Patch { .. } => None,
         }
     }
 
@@ -1209,6 +1294,10 @@ impl World {
             self.malformed_then_corrected(index, op).await;
             return;
         }
+        if let Op::Patch { .. } = op {
+            self.patch_account(index, op, step_seed).await;
+            return;
+        }
         let Some((call, expect, effect)) = self.render(op) else {
             return;
         };
@@ -1278,6 +1367,90 @@ impl World {
         self.compare(index, op, &call, &expect, &answer, unanswered);
         self.apply(index, &effect, &expect, &answer).await;
         self.remember(&call, &expect, &answer);
+        self.check_invariants(index).await;
+    }
+
+    /// A `PATCH` of an account's limit: the version comes from a read (as a client's
+    /// would), the model decides the answer. A patch whose answer was lost and that is
+    /// sent again meets its own change as a newer version: 409, the change made once.
+    async fn patch_account(&mut self, index: usize, op: &Op, step_seed: u64) {
+        let Op::Patch {
+            tenant,
+            account,
+            limit,
+            stale,
+        } = op
+        else {
+            return;
+        };
+        let tenant = TENANTS[*tenant as usize % 3];
+        let Some(a) = self.pick_account_for(tenant, *account, None) else {
+            return;
+        };
+        let acc = self.model.accounts[a].clone();
+        let e = acc.exponent();
+        let text = limit.map(|l| amount_text(l, e));
+        let new_limit = match &text {
+            None => None,
+            Some(t) => match model::parse_amount(t, e, true) {
+                Some(v) => Some(v),
+                None => return,
+            },
+        };
+        let version = if acc.tenant == tenant {
+            self.calm();
+            let read = self.read_api(tenant, &format!("/v1/accounts/{}", acc.id)).await;
+            let Some(v) = read.body["version"].as_u64() else {
+                self.violation(index, format!("the account {} cannot be read: {read:?}", acc.id));
+                return;
+            };
+            v
+        } else {
+            1
+        };
+        let version = version + u64::from(*stale);
+        let mut body = json!({ "version": version });
+        if let Some(t) = &text {
+            body["overdraft_limit"] = json!(t);
+        }
+        let changes = new_limit.is_some_and(|l| l != acc.limit);
+        let (expect, effect) = if acc.tenant != tenant {
+            (Expect::problem(404, "account_not_found"), None)
+        } else if acc.kind == Kind::Clearing {
+            (Expect::problem(422, "clearing_account"), None)
+        } else if *stale {
+            (Expect::problem(409, "version_conflict"), None)
+        } else if acc.status == Lifecycle::Closed {
+            (Expect::problem(422, "account_closed"), None)
+        } else if new_limit.is_some_and(|l| acc.available() + l < 0) {
+            (Expect::problem(422, "limit_below_usage"), None)
+        } else {
+            (Expect::ok(200), new_limit.filter(|_| changes))
+        };
+        let call = Call::Api {
+            tenant: tenant.to_owned(),
+            method: "PATCH",
+            path: format!("/v1/accounts/{}", acc.id),
+            body: Some(body.to_string()),
+            key: None,
+            scopes: "ledger:read ledger:write",
+            content_type: "application/json",
+            claims: true,
+        };
+        // The read above ran calm; the patch meets this step's faults.
+        self.seed_step(step_seed);
+        let (answer, unanswered) = self.send(&call).await;
+        let lost_then_conflict = unanswered
+            && changes
+            && expect.status == 200
+            && answer.status == 409
+            && answer.body["code"] == "version_conflict";
+        if !lost_then_conflict {
+            self.compare(index, op, &call, &expect, &answer, unanswered);
+        }
+        if let (Some(l), true) = (effect, answer.status == 200 || lost_then_conflict) {
+            self.model.accounts[a].limit = l;
+        }
         self.check_invariants(index).await;
     }
 
@@ -1381,6 +1554,7 @@ impl World {
                 tenant,
                 currency,
                 kind: Kind::Customer,
+                status: Lifecycle::Open,
                 limit,
                 posted: 0,
                 pending_debits: 0,
@@ -1470,6 +1644,7 @@ impl World {
                     .open(transfer_id, clearing, account, amount, false, None, now);
                 self.model.deposit_references.insert((connector, reference));
             }
+            Effect::Status { account, to } => self.model.accounts[account].status = to,
         }
     }
 
@@ -1656,6 +1831,17 @@ impl World {
                         minor(a.balance.pending_debits),
                         minor(a.balance.pending_credits),
                     );
+                    if a.status.as_str() != m.status.as_str() {
+                        problems.push(format!(
+                            "account {} is {}, the model says {}",
+                            a.id,
+                            a.status.as_str(),
+                            m.status.as_str()
+                        ));
+                    }
+                    if minor(a.overdraft_limit.value()) != m.limit {
+                        problems.push(format!("account {} has another limit than the model", a.id));
+                    }
                     if real != (m.posted, m.pending_debits, m.pending_credits) {
                         problems.push(format!(
                             "account {} balances {real:?}, the model says {:?}",

@@ -290,11 +290,20 @@ fn decide(
                 return rejected(DomainError::NotFound, None).map(|d| Step::Decided(Box::new(d)));
             }
             let tenant = Some(account.tenant.clone());
-            let parsed = deposit_of(connector, transfer_id, account.id, amount, currency, bank_reference)
-                .and_then(|deposit| receive_deposit(&deposit, account, now));
-            let (transfer, deltas) = match parsed {
-                Ok(opened) => opened,
+            let deposit = match deposit_of(connector, transfer_id, account.id, amount, currency, bank_reference) {
+                Ok(deposit) => deposit,
                 Err(e) => return rejected(e, tenant).map(|d| Step::Decided(Box::new(d))),
+            };
+            let (transfer, deltas) = match receive_deposit(&deposit, account, now) {
+                Ok(opened) => opened,
+                // Refused by its account: unless its bank reference was applied already
+                // (then it is a duplicate, as a planned write would find).
+                Err(e) => {
+                    return rejected(e, tenant).map(|mut d| {
+                        d.write.reference_unapplied = Some(format!("{}#{bank_reference}", connector.name.as_str()));
+                        Step::Decided(Box::new(d))
+                    })
+                }
             };
             let write = LedgerWrite {
                 deltas: deltas.to_vec(),

@@ -3,6 +3,8 @@
 //! the domain, and writes the whole account back on condition that its version has not
 //! moved, so a balance change or another update in between makes it decide again.
 
+use std::sync::Mutex;
+
 use fintx_adapters::http::{canonical_json, json_body, JsonObject};
 use fintx_domain::account::Account;
 use fintx_domain::auth::Principal;
@@ -53,7 +55,9 @@ pub(crate) async fn update_account(
         ..Reads::default()
     };
     // No idempotency key: the version makes a repeated PATCH a conflict, never a
-    // second change.
+    // second change. The account this request last sent is kept: found stored after a
+    // write whose answer was lost, it is this request's own outcome, not a conflict.
+    let sent: Mutex<Option<Account>> = Mutex::new(None);
     execute(
         app,
         caller,
@@ -62,8 +66,14 @@ pub(crate) async fn update_account(
         || None,
         |snapshot| {
             let account = the_account(snapshot)?;
+            let mut sent = sent.lock().map_err(|_| DomainError::Unavailable)?;
+            if sent.as_ref() == Some(account) {
+                return decision(account, None);
+            }
             let patch = patch.clone().patch(account.currency)?;
-            decision(account, apply_patch(account, &patch)?)
+            let changed = apply_patch(account, &patch)?;
+            sent.clone_from(&changed);
+            decision(account, changed)
         },
     )
     .await

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem,
+    Update,
 };
 use fintx_domain::account::AccountStatus;
 use fintx_domain::auth::TenantId;
@@ -20,9 +21,9 @@ use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
     account_from_item, account_item, account_key, account_transfer_entry, corrupt, deposit_reference_item,
-    event_from_item, event_item, event_key, event_listing_pk, idempotency_from_item, idempotency_item, idempotency_key,
-    n, payment_from_item, payment_item, payment_key, s, transfer_from_item, transfer_item, transfer_key, Attributes,
-    Item,
+    deposit_reference_key, event_from_item, event_item, event_key, event_listing_pk, idempotency_from_item,
+    idempotency_item, idempotency_key, n, payment_from_item, payment_item, payment_key, s, transfer_from_item,
+    transfer_item, transfer_key, Attributes, Item,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -262,6 +263,16 @@ impl LedgerStore for DynamoStore {
                 NEW,
                 None,
             )?);
+            roles.push(Role::DepositReference);
+        }
+        if let Some(reference) = &write.reference_unapplied {
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables().webhook_events)
+                .set_key(Some(deposit_reference_key(reference)))
+                .condition_expression(NEW)
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
             roles.push(Role::DepositReference);
         }
         for account in &write.new_accounts {

@@ -167,8 +167,9 @@ impl LedgerStore for MemoryStore {
         }
         if write
             .deposit_reference
-            .as_ref()
-            .is_some_and(|r| state.deposit_references.contains(r))
+            .iter()
+            .chain(&write.reference_unapplied)
+            .any(|r| state.deposit_references.contains(r))
         {
             return reject(Rejection::EventRecorded);
         }

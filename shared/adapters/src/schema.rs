@@ -516,8 +516,12 @@ pub(crate) fn account_transfer_entry(account: &AccountId, transfer: &Transfer) -
 }
 
 /// The record that makes a deposit's `<connector>#<bank reference>` apply once.
+pub(crate) fn deposit_reference_key(reference: &str) -> Attributes {
+    key(format!("DEP#{reference}"), "DEP")
+}
+
 pub(crate) fn deposit_reference_item(reference: &str) -> Attributes {
-    let mut item = key(format!("DEP#{reference}"), "DEP");
+    let mut item = deposit_reference_key(reference);
     item.insert("entity".to_owned(), s("deposit_reference"));
     item
 }

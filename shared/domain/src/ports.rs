@@ -166,6 +166,10 @@ pub struct LedgerWrite {
     pub event: Option<EventRecord>,
     /// A deposit's `<connector>#<bank reference>`, which must be new.
     pub deposit_reference: Option<String>,
+    /// A refused deposit's `<connector>#<bank reference>`, checked to be unapplied but not
+    /// recorded: a deposit whose reference was applied is a duplicate, whatever its
+    /// account says since.
+    pub reference_unapplied: Option<String>,
 }
 
 impl LedgerWrite {

@@ -396,3 +396,49 @@ async fn a_freeze_racing_transfers_lets_through_only_what_committed_before_it() 
         .await
         .assert_problem(422, "account_frozen");
 }
+
+#[tokio::test]
+async fn a_redelivered_deposit_to_an_account_closed_since_is_a_duplicate() {
+    let c = counted().await;
+    let api = Api::new(&c.transactions, "t1");
+    let acct = api.open("USD", "0").await;
+    let other = api.open("USD", "0").await;
+    // A connector serving two tenants, in a fresh environment each time: it reads the
+    // account before it decides.
+    let config = json!({"connectors": {
+        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["t1", "t2"]},
+    }});
+    let fresh = || async {
+        let mut app = c.stack.webhooks_app(&config).await;
+        app.store = c.store.clone();
+        app
+    };
+    let deposit = |reference: &str| {
+        json!({"type": "deposit.received", "data": {"account_id": acct, "amount": "5",
+            "currency": "USD", "bank_reference": reference}})
+    };
+    assert_eq!(
+        deliver(&fresh().await, &deposit("ref-once"), "msg_once_1").await,
+        json!({"outcome": "applied"})
+    );
+    api.transfer(&acct, &other, "5", "USD", false, &key()).await;
+    let closed = status_change(&api, &acct, "close", &key()).await;
+    assert_eq!(closed.body["status"], "closed", "{closed:?}");
+
+    // The same bank reference under another event id: its account refuses it now, but
+    // it was applied before, so it is a duplicate (the refusal's write checks the
+    // reference without recording it).
+    let webhooks = fresh().await;
+    c.counter.reset();
+    assert_eq!(
+        deliver(&webhooks, &deposit("ref-once"), "msg_once_2").await,
+        json!({"outcome": "duplicate"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE, READ, WRITE]));
+    assert_eq!(
+        deliver(&fresh().await, &deposit("ref-new"), "msg_new_1").await,
+        json!({"outcome": "rejected", "code": "account_closed"})
+    );
+    // The refused reference was not recorded: the bank may still apply it elsewhere.
+    assert_eq!(api.balance(&acct).await["posted"], "0.00");
+}
