@@ -92,6 +92,23 @@ printf '   second delivery: '; webhook "$settle" "msg_demo_$payment_id"
 printf '   payment status:  '; api GET "/v1/payments/$payment_id" | field "['status']"
 balances "$customer_id"
 
+echo "-- freeze the customer account: a debit is refused, a credit still lands"
+api POST "/v1/accounts/$customer_id/freeze" | field "['status']" | sed 's/^/   status: /'
+api POST /v1/transfers "{\"debit_account_id\":\"$customer_id\",\"credit_account_id\":\"$operating_id\",\"amount\":\"1.00\",\"currency\":\"USD\"}" | field "['code']" | sed 's/^/   debit: /'
+api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account_id\":\"$customer_id\",\"amount\":\"2.00\",\"currency\":\"USD\"}" | field "['status']" | sed 's/^/   credit: /'
+api POST "/v1/accounts/$customer_id/unfreeze" | field "['status']" | sed 's/^/   unfrozen: /'
+balances "$customer_id"
+
+echo "-- lower the operating account's overdraft limit under its version (a stale version is refused)"
+version=$(api GET "/v1/accounts/$operating_id" | field "['version']")
+api PATCH "/v1/accounts/$operating_id" "{\"version\":$((version - 1)),\"overdraft_limit\":\"50\"}" | field "['code']" | sed 's/^/   with an old version: /'
+api PATCH "/v1/accounts/$operating_id" "{\"version\":$version,\"overdraft_limit\":\"50\"}" | field "['overdraft_limit']" | sed 's/^/   new limit: /'
+
+echo "-- close an emptied account: it stays readable, and refuses new transfers"
+spare_id=$(api POST /v1/accounts '{"currency":"USD","name":"Spare"}' | field "['id']")
+api POST "/v1/accounts/$spare_id/close" | field "['status']" | sed 's/^/   status: /'
+api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account_id\":\"$spare_id\",\"amount\":\"1.00\",\"currency\":\"USD\"}" | field "['code']" | sed 's/^/   credit to it: /'
+
 echo "-- analytics: the stream pump feeds the ledger stream to analytics-rollups"
 for _ in $(seq 1 30); do
   rollup=$(curl -sS "$FINTX_ANALYTICS_URL/v1/analytics/tenant?currency=USD&granularity=day" \

@@ -40,6 +40,9 @@ BODIES = {
     },
     "/v1/transfers/{id}/post": {"amount": "10.00"},
     "/v1/transfers/{id}/void": {},
+    "/v1/accounts/{id}/freeze": {},
+    "/v1/accounts/{id}/unfreeze": {},
+    "/v1/accounts/{id}/close": {},
     "/v1/transfers/{id}/reverse": {"amount": "2.34", "description": "Partial refund"},
     "/v1/payments": {
         "account_id": ACCOUNT_ID,
@@ -56,6 +59,11 @@ BODIES = {
     },
 }
 
+# A sample body for each PATCH route.
+PATCH_BODIES = {
+    "/v1/accounts/{id}": {"version": 1, "name": "Operating USD", "overdraft_limit": "50.00"},
+}
+
 QUERIES = {
     "/v1/accounts": {"limit": "25"},
     "/v1/accounts/{id}/transfers": {"limit": "25"},
@@ -67,6 +75,9 @@ QUERIES = {
 PATH_VALUES = {
     "/v1/accounts/{id}": {"id": ACCOUNT_ID},
     "/v1/accounts/{id}/transfers": {"id": ACCOUNT_ID},
+    "/v1/accounts/{id}/freeze": {"id": ACCOUNT_ID},
+    "/v1/accounts/{id}/unfreeze": {"id": ACCOUNT_ID},
+    "/v1/accounts/{id}/close": {"id": ACCOUNT_ID},
     "/v1/transfers/{id}": {"id": TRANSFER_ID},
     "/v1/transfers/{id}/post": {"id": TRANSFER_ID},
     "/v1/transfers/{id}/void": {"id": TRANSFER_ID},
@@ -134,7 +145,7 @@ def api_event(base: dict, method: str, template_path: str, authorized: bool) -> 
         }
     else:
         ctx.pop("authorizer", None)
-    body = BODIES.get(template_path) if method == "POST" else None
+    body = {"POST": BODIES, "PATCH": PATCH_BODIES}.get(method, {}).get(template_path)
     if body is None:
         event.pop("body", None)
         event["isBase64Encoded"] = False

@@ -41,9 +41,17 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
     Some(match (function, name) {
         ("transactions", "CreateAccount") => (201, None),
         ("transactions", "ListAccounts") => (200, None),
-        ("transactions", "GetAccount" | "ListAccountTransfers" | "CreateTransfer" | "CreatePayment") => {
-            (404, Some("account_not_found"))
-        }
+        (
+            "transactions",
+            "GetAccount"
+            | "ListAccountTransfers"
+            | "CreateTransfer"
+            | "CreatePayment"
+            | "UpdateAccount"
+            | "FreezeAccount"
+            | "UnfreezeAccount"
+            | "CloseAccount",
+        ) => (404, Some("account_not_found")),
         ("transactions", "GetTransfer" | "PostTransfer" | "VoidTransfer" | "ReverseTransfer" | "GetPayment") => {
             (404, Some("not_found"))
         }

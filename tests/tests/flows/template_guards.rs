@@ -71,6 +71,7 @@ const FUNCTION_CALLS: [(&str, &[&str]); 3] = [
             ".transact_get_items()",
             "TransactWriteItem::builder().put(",
             "TransactWriteItem::builder().update(",
+            "TransactWriteItem::builder().condition_check(",
             ".generate_data_key()",
             ".decrypt()",
             ".generate_mac()",
