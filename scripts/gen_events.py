@@ -38,6 +38,12 @@ BODIES = {
         "pending": False,
         "description": "Invoice 1001",
     },
+    "/v1/transfer-batches": {
+        "transfers": [
+            {"debit_account_id": ACCOUNT_ID, "credit_account_id": OTHER_ACCOUNT_ID, "amount": "10.00", "currency": "USD"},
+            {"debit_account_id": OTHER_ACCOUNT_ID, "credit_account_id": ACCOUNT_ID, "amount": "2.50", "currency": "USD"},
+        ]
+    },
     "/v1/transfers/{id}/post": {"amount": "10.00"},
     "/v1/transfers/{id}/void": {},
     "/v1/accounts/{id}/freeze": {},

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use fintx_adapters::http::JsonObject;
 use fintx_domain::account::{AccountName, Metadata, NewAccount};
+use fintx_domain::batch::{check_batch_size, BATCH_MAX};
 use fintx_domain::holder::Holder;
 use fintx_domain::ids::AccountId;
 use fintx_domain::lifecycle::AccountPatch;
@@ -186,6 +187,53 @@ impl TryFrom<TransferBody> for NewTransfer {
             description,
             metadata,
         })
+    }
+}
+
+/// `POST /v1/transfer-batches`: the transfers as `POST /v1/transfers` takes them. A
+/// transfer's own error names its position (`index`).
+pub(crate) struct BatchBody {
+    pub transfers: Vec<Result<TransferBody, DomainError>>,
+}
+
+fn at(index: usize) -> impl Fn(DomainError) -> DomainError {
+    move |error| DomainError::InBatch {
+        index,
+        error: Box::new(error),
+    }
+}
+
+impl TryFrom<JsonObject> for BatchBody {
+    type Error = DomainError;
+
+    fn try_from(mut o: JsonObject) -> Result<Self, DomainError> {
+        let transfers = o
+            .objects("transfers")?
+            .ok_or_else(|| DomainError::invalid_request("`transfers` is required"))?;
+        o.finish()?;
+        if transfers.is_empty() || transfers.len() > BATCH_MAX {
+            return Err(DomainError::invalid_request(format!(
+                "a batch holds 1 to {BATCH_MAX} transfers"
+            )));
+        }
+        Ok(Self {
+            transfers: transfers.into_iter().map(TransferBody::try_from).collect(),
+        })
+    }
+}
+
+impl TryFrom<BatchBody> for Vec<NewTransfer> {
+    type Error = DomainError;
+
+    fn try_from(body: BatchBody) -> Result<Self, DomainError> {
+        let transfers = body
+            .transfers
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| t.and_then(NewTransfer::try_from).map_err(at(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_batch_size(&transfers)?;
+        Ok(transfers)
     }
 }
 

@@ -6,7 +6,7 @@
 //! Transfers and payments plan their write without reading first, so their common path
 //! is that one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use fintx_adapters::engine::{self, Command};
@@ -14,10 +14,11 @@ use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject}
 use fintx_adapters::system;
 use fintx_domain::account::{Account, AccountKind};
 use fintx_domain::auth::Principal;
+use fintx_domain::batch::{batch_accounts, open_batch, plan_batch, BatchWrite};
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
 use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, IdempotencyRecord};
-use fintx_domain::ids::{AccountId, PaymentId, TransferId};
+use fintx_domain::ids::{AccountId, BatchId, PaymentId, TransferId};
 use fintx_domain::money::{format_decimal, Amount};
 use fintx_domain::payment::{
     open_payment, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
@@ -33,7 +34,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::bodies::{ChangeBody, PaymentBody, PaymentRequest, TransferBody};
+use crate::bodies::{BatchBody, ChangeBody, PaymentBody, PaymentRequest, TransferBody};
 use crate::recent::RecentTransfers;
 use crate::{holder_plaintext, masked_holder_view, App, BODY_MAX_BYTES};
 
@@ -261,6 +262,7 @@ pub(crate) async fn execute(
 #[derive(Serialize)]
 pub struct TransferView<'a> {
     amount: String,
+    batch_id: Option<BatchId>,
     created_at: Timestamp,
     credit_account_id: AccountId,
     currency: &'static str,
@@ -281,6 +283,7 @@ pub fn transfer_view(t: &Transfer) -> TransferView<'_> {
     let c = t.currency;
     TransferView {
         amount: format_decimal(t.amount.value(), c),
+        batch_id: t.batch_id,
         created_at: t.created_at,
         credit_account_id: t.credit_account_id,
         currency: c.code(),
@@ -352,6 +355,54 @@ pub(crate) async fn create_transfer(
         };
         let (transfer, deltas) = open_api_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
         write(transfer, deltas)
+    })
+    .await
+}
+
+/// A batch as the API answers it.
+#[derive(Serialize)]
+struct BatchView<'a> {
+    id: BatchId,
+    transfers: Vec<TransferView<'a>>,
+}
+
+pub(crate) async fn create_batch(
+    app: &App,
+    caller: &Principal,
+    request: &Request,
+) -> Result<Response<Body>, DomainError> {
+    let body = json_body(request, BODY_MAX_BYTES)?;
+    let key = idempotency_key(request, true)?;
+    let object = JsonObject::parse(body)?;
+    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfer-batches", &key, &object.canonical()));
+    let requests = Vec::<NewTransfer>::try_from(BatchBody::try_from(object)?)?;
+    let now = system::now();
+    let batch_id = BatchId::from_ulid(system::new_ulid(now));
+    let ids: Vec<TransferId> = requests
+        .iter()
+        .map(|_| TransferId::from_ulid(system::new_ulid(now)))
+        .collect();
+    let accounts = batch_accounts(&requests);
+    let reads = Reads {
+        accounts: accounts.clone(),
+        ..Reads::default()
+    };
+    let write = |batch: BatchWrite| {
+        let view = to_body(&BatchView {
+            id: batch_id,
+            transfers: batch.transfers.iter().map(transfer_view).collect(),
+        })?;
+        let write = LedgerWrite {
+            deltas: batch.deltas,
+            new_transfers: batch.transfers,
+            ..LedgerWrite::default()
+        };
+        Ok(Decision::Write(Box::new(write), 201, view))
+    };
+    let plan = || write(plan_batch(batch_id, &ids, &caller.tenant, &requests, now)?).ok();
+    execute(app, caller, idem, reads, plan, |snapshot| {
+        let read: HashMap<AccountId, Account> = snapshot.accounts.iter().flatten().map(|a| (a.id, a.clone())).collect();
+        write(open_batch(batch_id, &ids, &caller.tenant, &requests, &read, now)?)
     })
     .await
 }

@@ -67,6 +67,7 @@ pub enum Handler {
     CloseAccount,
     ListAccountTransfers,
     CreateTransfer,
+    CreateBatch,
     GetTransfer,
     PostTransfer,
     VoidTransfer,
@@ -87,7 +88,7 @@ pub struct Route {
 
 /// Every route of the transactions API, with the scope it requires (SPEC §4). Checked
 /// against `openapi.yaml` and `template.yaml` by the tests.
-pub const ROUTES: [Route; 15] = [
+pub const ROUTES: [Route; 16] = [
     entry("POST", "/v1/accounts", Scope::LedgerWrite, Handler::CreateAccount),
     entry("GET", "/v1/accounts", Scope::LedgerRead, Handler::ListAccounts),
     entry("GET", "/v1/accounts/{id}", Scope::LedgerRead, Handler::GetAccount),
@@ -117,6 +118,7 @@ pub const ROUTES: [Route; 15] = [
         Handler::ListAccountTransfers,
     ),
     entry("POST", "/v1/transfers", Scope::LedgerWrite, Handler::CreateTransfer),
+    entry("POST", "/v1/transfer-batches", Scope::LedgerWrite, Handler::CreateBatch),
     entry("GET", "/v1/transfers/{id}", Scope::LedgerRead, Handler::GetTransfer),
     entry(
         "POST",
@@ -189,6 +191,7 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
         Handler::CloseAccount => lifecycle::change_account_status(app, &caller, request, id, StatusChange::Close).await,
         Handler::ListAccountTransfers => ledger::list_account_transfers(app, &caller, request, id).await,
         Handler::CreateTransfer => ledger::create_transfer(app, &caller, request).await,
+        Handler::CreateBatch => ledger::create_batch(app, &caller, request).await,
         Handler::GetTransfer => ledger::get_transfer(app, &caller, id).await,
         Handler::PostTransfer => ledger::transition(app, &caller, request, id, ledger::Action::Post).await,
         Handler::VoidTransfer => ledger::transition(app, &caller, request, id, ledger::Action::Void).await,

@@ -241,6 +241,27 @@ impl JsonObject {
         }
     }
 
+    /// An array of objects (a batch's transfers), each named `field[i]` in errors.
+    pub fn objects(&mut self, field: &str) -> Result<Option<Vec<JsonObject>>, DomainError> {
+        let path = self.name(field);
+        match self.take(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Object(fields) => Ok(JsonObject {
+                        fields,
+                        path: format!("{path}[{i}]"),
+                    }),
+                    _ => Err(DomainError::invalid_request(format!("`{path}[{i}]` must be an object"))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(DomainError::invalid_request(format!("`{path}` must be an array"))),
+        }
+    }
+
     /// An object whose values are all strings (metadata).
     pub fn string_map(&mut self, field: &str) -> Result<Option<BTreeMap<String, String>>, DomainError> {
         let path = self.name(field);

@@ -32,7 +32,7 @@ use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::Sealed;
 use fintx_domain::holder::MaskedHolder;
 use fintx_domain::idempotency::IdempotencyRecord;
-use fintx_domain::ids::{AccountId, EventId, PaymentId, TransferId};
+use fintx_domain::ids::{AccountId, BatchId, EventId, PaymentId, TransferId};
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
 use fintx_domain::ports::EventRecord;
@@ -266,6 +266,9 @@ pub fn transfer_item(t: &Transfer) -> Attributes {
     if let Some(r) = t.reverses {
         put("reverses", s(r.to_string()));
     }
+    if let Some(b) = t.batch_id {
+        put("batch_id", s(b.to_string()));
+    }
     if let Some(p) = t.payment_id {
         put("payment_id", s(p.to_string()));
     }
@@ -310,6 +313,10 @@ pub fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
         reverses: item
             .opt_s("reverses")?
             .map(|r| TransferId::parse(r).ok_or_else(|| corrupt("reverses")))
+            .transpose()?,
+        batch_id: item
+            .opt_s("batch_id")?
+            .map(|b| BatchId::parse(b).ok_or_else(|| corrupt("batch_id")))
             .transpose()?,
         payment_id: item
             .opt_s("payment_id")?
@@ -664,6 +671,7 @@ mod tests {
             reversed_amount: Amount::parse("2.5", usd).unwrap(),
             reverses: Some(TransferId::from_ulid(ulid::Ulid::from_parts(1, 5))),
             payment_id: Some(PaymentId::from_ulid(ulid::Ulid::from_parts(1, 6))),
+            batch_id: None,
             through_clearing: true,
             description: Some("x".into()),
             metadata: Metadata::default(),
@@ -689,6 +697,7 @@ mod tests {
             reversed_amount: Amount::ZERO,
             reverses: None,
             payment_id: None,
+            batch_id: Some(BatchId::from_ulid(ulid::Ulid::from_parts(1, 7))),
             through_clearing: false,
             description: None,
             metadata: Metadata::parse(BTreeMap::from([("order".into(), "42".into())])).unwrap(),

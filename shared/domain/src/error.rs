@@ -279,6 +279,10 @@ pub enum DomainError {
     /// sent again follows from the cause.
     #[error("a dependency is temporarily unavailable ({0:?})")]
     Dependency(Cause),
+    /// The transfer at `index` of a batch refused the whole batch: its own failure, with
+    /// its position (SPEC §6).
+    #[error("{error}")]
+    InBatch { index: usize, error: Box<DomainError> },
     /// A write whose balance changes do not sum to zero: a programming error, refused
     /// before it reaches storage and answered as opaque unavailability.
     #[error("a ledger write does not balance")]
@@ -319,6 +323,7 @@ impl DomainError {
             E::UnknownConnector => ErrorCode::UnknownConnector,
             E::EncryptionUnavailable => ErrorCode::EncryptionUnavailable,
             E::Unavailable | E::Unbalanced | E::Dependency(_) => ErrorCode::Unavailable,
+            E::InBatch { error, .. } => error.code(),
         }
     }
 
@@ -336,6 +341,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    /// The position of the refused transfer in a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 impl From<&DomainError> for Problem {
@@ -353,6 +361,10 @@ impl From<&DomainError> for Problem {
             status,
             detail,
             code: code_str,
+            index: match error {
+                DomainError::InBatch { index, .. } => Some(*index),
+                _ => None,
+            },
         }
     }
 }

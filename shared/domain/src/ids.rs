@@ -74,6 +74,11 @@ prefixed_id!(
     "pay_"
 );
 prefixed_id!(
+    /// A batch of linked transfers, committed all or nothing.
+    BatchId,
+    "bat_"
+);
+prefixed_id!(
     /// A received webhook event.
     EventId,
     "evt_"

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod crypto;
 pub mod cursor;

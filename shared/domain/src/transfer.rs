@@ -7,7 +7,7 @@ use crate::account::{Account, AccountKind, AccountStatus, Metadata};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::error::DomainError;
-use crate::ids::{AccountId, PaymentId, TransferId};
+use crate::ids::{AccountId, BatchId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
 
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
@@ -53,6 +53,8 @@ pub struct Transfer {
     /// The payment this transfer belongs to: it then changes only through the payment's
     /// bank outcomes, never through the transfers API.
     pub payment_id: Option<PaymentId>,
+    /// The batch this transfer was created in, all or nothing with the others.
+    pub batch_id: Option<BatchId>,
     /// Whether a side is a clearing account (a payment's, a deposit's or a return's
     /// transfer): clearing accounts move only through payments and bank webhooks.
     pub through_clearing: bool,
@@ -335,6 +337,7 @@ pub(crate) fn transfer_between(
         reversed_amount: Amount::ZERO,
         reverses: None,
         payment_id: None,
+        batch_id: None,
         through_clearing,
         description: request.description,
         metadata: request.metadata,
@@ -518,6 +521,7 @@ pub fn plan_reversal(
         reversed_amount: Amount::ZERO,
         reverses: Some(original.id),
         payment_id: original.payment_id,
+        batch_id: None,
         through_clearing: original.through_clearing,
         description,
         metadata: Metadata::default(),

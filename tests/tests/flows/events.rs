@@ -50,7 +50,8 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
             | "UpdateAccount"
             | "FreezeAccount"
             | "UnfreezeAccount"
-            | "CloseAccount",
+            | "CloseAccount"
+            | "CreateTransferBatch",
         ) => (404, Some("account_not_found")),
         ("transactions", "GetTransfer" | "PostTransfer" | "VoidTransfer" | "ReverseTransfer" | "GetPayment") => {
             (404, Some("not_found"))

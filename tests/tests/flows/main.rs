@@ -4,6 +4,7 @@
 mod accounts;
 mod analytics;
 mod architecture;
+mod batches;
 mod encryption;
 mod events;
 mod footprint;
