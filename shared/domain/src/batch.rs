@@ -56,7 +56,7 @@ pub fn check_batch_size(requests: &[NewTransfer]) -> Result<(), DomainError> {
     if batch_actions(requests.len(), batch_accounts(requests).len()) > TRANSACTION_ACTIONS_MAX {
         return Err(DomainError::invalid_request(format!(
             "a batch of {BATCH_MAX} transfers may name at most {} different accounts",
-            TRANSACTION_ACTIONS_MAX - 1 - 3 * BATCH_MAX
+            TRANSACTION_ACTIONS_MAX.saturating_sub(1 + 3 * BATCH_MAX)
         )));
     }
     Ok(())
@@ -89,7 +89,7 @@ pub fn open_batch(
 ) -> Result<BatchWrite, DomainError> {
     let mut state = accounts.clone();
     let mut transfers = Vec::with_capacity(requests.len());
-    let mut deltas = Vec::with_capacity(requests.len() * 2);
+    let mut deltas = Vec::with_capacity(requests.len().saturating_mul(2));
     for (index, (request, id)) in requests.iter().zip(ids).enumerate() {
         let fail = in_batch(index);
         let (Some(debit), Some(credit)) = (
@@ -128,7 +128,7 @@ pub fn plan_batch(
     now: Timestamp,
 ) -> Option<BatchWrite> {
     let mut transfers = Vec::with_capacity(requests.len());
-    let mut deltas = Vec::with_capacity(requests.len() * 2);
+    let mut deltas = Vec::with_capacity(requests.len().saturating_mul(2));
     for (request, id) in requests.iter().zip(ids) {
         let (mut transfer, parts) = plan_api_transfer(*id, tenant, request.clone(), now)?;
         transfer.batch_id = Some(batch_id);
