@@ -208,6 +208,8 @@ pub struct Expect {
     pub outcome: Option<&'static str>,
     /// Whether the answer must be a replay of a recorded one.
     pub replayed: bool,
+    /// A batch refusal's `index`: the transfer that refused it.
+    pub index: Option<usize>,
 }
 
 impl Expect {
@@ -217,6 +219,7 @@ impl Expect {
             code: None,
             outcome: None,
             replayed: false,
+            index: None,
         }
     }
 
@@ -226,6 +229,7 @@ impl Expect {
             code: Some(code),
             outcome: None,
             replayed: false,
+            index: None,
         }
     }
 
@@ -235,6 +239,7 @@ impl Expect {
             code,
             outcome: Some(outcome),
             replayed: false,
+            index: None,
         }
     }
 

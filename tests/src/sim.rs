@@ -63,6 +63,16 @@ pub enum AmountText {
     Invalid(u8),
 }
 
+/// One transfer of a batch.
+#[derive(Clone, Debug)]
+pub struct Leg {
+    pub debit: Pick,
+    pub credit: Pick,
+    pub amount: AmountText,
+    pub pending: bool,
+    pub other_currency: bool,
+}
+
 /// One step of a sequence.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -137,6 +147,11 @@ pub enum Op {
         tenant: u8,
         account: Pick,
     },
+    /// Linked transfers, all or nothing.
+    Batch {
+        tenant: u8,
+        legs: Vec<Leg>,
+    },
     /// Freeze (0), unfreeze (1) or close (2) an account.
     Lifecycle {
         tenant: u8,
@@ -166,7 +181,7 @@ pub fn random_op(rng: &mut Rng) -> Op {
         3..=8 => AmountText::Short(rng.below(20_000) as u32 + 1),
         _ => AmountText::Minor(rng.below(20_000) as u32 + 1),
     };
-    match rng.below(106) {
+    match rng.below(110) {
         0..=3 => Op::Open {
             tenant,
             currency: rng.below(4) as u8,
@@ -243,11 +258,28 @@ pub fn random_op(rng: &mut Rng) -> Op {
             account: pick(rng),
             change: rng.below(3) as u8,
         },
+        106..=109 => Op::Batch {
+            tenant,
+            legs: (0..if rng.chance(20) { 20 } else { rng.below(4) + 1 })
+                .map(|_| Leg {
+                    debit: pick(rng),
+                    credit: pick(rng),
+                    // Mostly amounts accounts can cover, so batches commit as well as refuse.
+                    amount: if rng.chance(150) {
+                        amount(rng)
+                    } else {
+                        AmountText::Minor(rng.below(1_500) as u32 + 1)
+                    },
+                    pending: rng.chance(300),
+                    other_currency: rng.chance(40),
+                })
+                .collect(),
+        },
         _ => Op::Patch {
             tenant,
             account: pick(rng),
             limit: (!rng.chance(8)).then(|| AmountText::Minor(rng.below(10_000) as u32)),
-            stale: rng.chance(6),
+            stale: rng.chance(100),
         },
     }
 }
@@ -354,6 +386,9 @@ enum Effect {
     Status {
         account: usize,
         to: Lifecycle,
+    },
+    Batch {
+        legs: Vec<(usize, usize, Minor, bool)>,
     },
 }
 
@@ -1026,6 +1061,8 @@ impl World {
                 let mut body = s.body.clone();
                 if s.route == "POST /v1/payments" {
                     body["reference"] = json!("changed");
+                } else if s.route == "POST /v1/transfer-batches" {
+                    body["transfers"][0]["metadata"] = json!({"changed": "yes"});
                 } else if s.route.ends_with("/post") || s.route.ends_with("/reverse") {
                     body = json!({"amount": "999999"});
                 } else {
@@ -1182,6 +1219,81 @@ impl World {
                 };
                 let path = format!("/v1/accounts/{}/{name}", acc.id);
                 Some((self.api(tenant, "POST", path, None), expect, effect))
+            }
+            Op::Batch { tenant, legs } => {
+                let tenant = TENANTS[*tenant as usize % 3];
+                // Each leg as sent: its accounts, currency and amount text.
+                let mut sent = Vec::with_capacity(legs.len());
+                for leg in legs {
+                    let d = self.pick_account_for(tenant, leg.debit, None)?;
+                    let mut c = self.pick_account_for(tenant, leg.credit, Some(m.accounts[d].currency))?;
+                    if c == d && leg.credit % 7 != 0 {
+                        c = self.pick_account_for(tenant, leg.credit.wrapping_add(10), Some(m.accounts[d].currency))?;
+                    }
+                    let mut currency = m.accounts[d].currency;
+                    if leg.other_currency {
+                        currency = model::CURRENCIES[(leg.debit as usize / 7) % 4].0;
+                    }
+                    let e = model::exponent(currency)?;
+                    sent.push((d, c, currency, amount_text(leg.amount, e), leg.pending, e));
+                }
+                let body = json!({
+                    "transfers": sent.iter().map(|(d, c, currency, text, pending, _)| json!({
+                        "debit_account_id": m.accounts[*d].id,
+                        "credit_account_id": m.accounts[*c].id,
+                        "amount": text,
+                        "currency": currency,
+                        "pending": pending,
+                    })).collect::<Vec<_>>(),
+                });
+                let with_index = |mut expect: Expect, index: usize| {
+                    expect.index = Some(index);
+                    expect
+                };
+                // Malformed amounts first, then each transfer in order against the
+                // balances the ones before it left.
+                let mut expect = None;
+                for (i, (_, _, _, text, _, e)) in sent.iter().enumerate() {
+                    if model::parse_amount(text, *e, false).is_none() {
+                        expect = Some(with_index(Expect::problem(400, "invalid_amount"), i));
+                        break;
+                    }
+                }
+                let mut scratch = m.clone();
+                let mut effect = Vec::new();
+                if expect.is_none() {
+                    for (i, (d, c, currency, text, pending, e)) in sent.iter().enumerate() {
+                        let x = model::parse_amount(text, *e, false).unwrap_or_default();
+                        let (a, cr) = (&scratch.accounts[*d], &scratch.accounts[*c]);
+                        let refusal = if a.tenant != tenant || cr.tenant != tenant {
+                            Some(Expect::problem(404, "account_not_found"))
+                        } else if a.kind == Kind::Clearing || cr.kind == Kind::Clearing {
+                            Some(Expect::problem(422, "clearing_account"))
+                        } else if let Some(code) = scratch.lifecycle_refusal(*d, *c) {
+                            Some(Expect::problem(422, code))
+                        } else if a.currency != *currency || cr.currency != *currency {
+                            Some(Expect::problem(422, "currency_mismatch"))
+                        } else if d == c {
+                            Some(Expect::problem(422, "same_account"))
+                        } else if !scratch.covered(*d, x) {
+                            Some(Expect::problem(422, "insufficient_funds"))
+                        } else {
+                            None
+                        };
+                        if let Some(refusal) = refusal {
+                            expect = Some(with_index(refusal, i));
+                            break;
+                        }
+                        scratch.open(String::new(), *d, *c, x, *pending, None, 0);
+                        effect.push((*d, *c, x, *pending));
+                    }
+                }
+                let (expect, effect) = match expect {
+                    Some(refusal) => (refusal, Effect::None),
+                    None => (Expect::ok(201), Effect::Batch { legs: effect }),
+                };
+                let call = self.api(tenant, "POST", "/v1/transfer-batches".into(), Some(body));
+                Some((call, expect, effect))
             }
             Op::Pump { .. } | Op::Patch { .. } => None,
         }
@@ -1490,6 +1602,9 @@ impl World {
                 if answer.status != expect.status || code != expect.code {
                     wrong.push(format!("{} {:?}", expect.status, expect.code));
                 }
+                if answer.body["index"].as_u64().map(|i| i as usize) != expect.index {
+                    wrong.push(format!("index {:?}", expect.index));
+                }
                 let replayed = answer.headers.get("idempotent-replayed").is_some();
                 if replayed != expect.replayed && !(unanswered && replayed) {
                     wrong.push(format!("replayed={}", expect.replayed));
@@ -1645,6 +1760,22 @@ impl World {
                 self.model.deposit_references.insert((connector, reference));
             }
             Effect::Status { account, to } => self.model.accounts[account].status = to,
+            Effect::Batch { legs } => {
+                let ids: Vec<String> = answer.body["transfers"]
+                    .as_array()
+                    .map(|ts| ts.iter().filter_map(|t| t["id"].as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if ids.len() != legs.len() {
+                    self.violation(
+                        index,
+                        format!("a batch of {} answered {} transfers", legs.len(), ids.len()),
+                    );
+                    return;
+                }
+                for (id, (d, c, x, pending)) in ids.into_iter().zip(legs) {
+                    self.model.open(id, d, c, x, pending, None, now);
+                }
+            }
         }
     }
 
