@@ -104,6 +104,22 @@ version=$(api GET "/v1/accounts/$operating_id" | field "['version']")
 api PATCH "/v1/accounts/$operating_id" "{\"version\":$((version - 1)),\"overdraft_limit\":\"50\"}" | field "['code']" | sed 's/^/   with an old version: /'
 api PATCH "/v1/accounts/$operating_id" "{\"version\":$version,\"overdraft_limit\":\"50\"}" | field "['overdraft_limit']" | sed 's/^/   new limit: /'
 
+echo "-- exchange 10.00 USD for 9.20 EUR through the tenant's own FX accounts: one batch, all or nothing"
+fx_usd=$(api POST /v1/accounts '{"currency":"USD","name":"FX USD"}' | field "['id']")
+fx_eur=$(api POST /v1/accounts '{"currency":"EUR","name":"FX EUR","overdraft_limit":"10000"}' | field "['id']")
+wallet_eur=$(api POST /v1/accounts '{"currency":"EUR","name":"Customer EUR"}' | field "['id']")
+api POST /v1/transfer-batches "{\"transfers\":[
+  {\"debit_account_id\":\"$customer_id\",\"credit_account_id\":\"$fx_usd\",\"amount\":\"10.00\",\"currency\":\"USD\"},
+  {\"debit_account_id\":\"$fx_eur\",\"credit_account_id\":\"$wallet_eur\",\"amount\":\"9.20\",\"currency\":\"EUR\"}]}" \
+  | .venv/bin/python -c 'import json,sys; b=json.load(sys.stdin); print("   batch", b["id"], [t["amount"] + " " + t["currency"] for t in b["transfers"]])'
+balances "$customer_id" "$wallet_eur"
+echo "-- a batch whose second transfer the account cannot cover writes nothing"
+api POST /v1/transfer-batches "{\"transfers\":[
+  {\"debit_account_id\":\"$fx_eur\",\"credit_account_id\":\"$wallet_eur\",\"amount\":\"1.00\",\"currency\":\"EUR\"},
+  {\"debit_account_id\":\"$wallet_eur\",\"credit_account_id\":\"$fx_eur\",\"amount\":\"500.00\",\"currency\":\"EUR\"}]}" \
+  | .venv/bin/python -c 'import json,sys; p=json.load(sys.stdin); print("  ", p["status"], p["code"], "at index", p["index"])'
+balances "$wallet_eur"
+
 echo "-- close an emptied account: it stays readable, and refuses new transfers"
 spare_id=$(api POST /v1/accounts '{"currency":"USD","name":"Spare"}' | field "['id']")
 api POST "/v1/accounts/$spare_id/close" | field "['status']" | sed 's/^/   status: /'
