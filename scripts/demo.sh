@@ -53,6 +53,13 @@ echo "-- place a hold of 50.00 on the customer account"
 hold_id=$(api POST /v1/transfers "{\"debit_account_id\":\"$customer_id\",\"credit_account_id\":\"$operating_id\",\"amount\":\"50\",\"currency\":\"USD\",\"pending\":true}" | field "['id']")
 balances "$operating_id" "$customer_id"
 
+echo "-- and a hold of 7.00 on the operating account that expires in 60 s (checked at the end)"
+expiring=$(api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account_id\":\"$customer_id\",\"amount\":\"7\",\"currency\":\"USD\",\"pending\":true,\"expires_in\":60}")
+expiring_id=$(echo "$expiring" | field "['id']")
+expiring_started=$(date +%s)
+echo "   $expiring_id expires at $(echo "$expiring" | field "['expires_at']")"
+balances "$operating_id" "$customer_id"
+
 echo "-- post 30.00 of the hold (the other 20.00 is released)"
 api POST "/v1/transfers/$hold_id/post" '{"amount":"30"}' | field "['posted_amount']" | sed 's/^/   posted amount: /'
 balances "$operating_id" "$customer_id"
@@ -135,3 +142,13 @@ done
 echo "   today's USD rollup for the tenant: $(echo "$rollup" | field "['data']")"
 echo "   today's rollup for the customer account: $(curl -sS "$FINTX_ANALYTICS_URL/v1/analytics/accounts/$customer_id?granularity=day" \
     -H "x-fintx-tenant: $tenant" -H "x-fintx-scopes: ledger:read" | field "['data']")"
+
+echo "-- the 60-second hold: from its expires_at on it no longer counts, and cannot post"
+wait=$(( expiring_started + 61 - $(date +%s) ))
+if [ "$wait" -gt 0 ]; then echo "   (waiting ${wait} s)"; sleep "$wait"; fi
+echo "   status: $(api GET "/v1/transfers/$expiring_id" | field "['status']")"
+echo "   post it: $(api POST "/v1/transfers/$expiring_id/post" '{}' | field "['code']")"
+balances "$operating_id" "$customer_id"
+printf "   the sweep (every minute; once more now): "
+curl -sS -X POST "$FINTX_SWEEP_URL" --data @events/transactions/SweepExpiredHolds.json
+echo

@@ -100,6 +100,13 @@ start_all() {
   setsid "$py" scripts/stream_pump.py "$env_file" > "$state/pump.log" 2>&1 < /dev/null &
   echo $! > "$state/pump.pid"
 
+  echo "== hold sweep: the template's every-minute schedule, as a loop invoking hold-sweep"
+  sweep_url="http://127.0.0.1:$port/2015-03-31/functions/hold-sweep/invocations"
+  echo "FINTX_SWEEP_URL=$sweep_url" >> "$env_file"
+  setsid bash -c "while :; do curl -sS -X POST '$sweep_url' --data @events/transactions/SweepExpiredHolds.json; echo; sleep 60; done" \
+    > "$state/sweep.log" 2>&1 < /dev/null &
+  echo $! > "$state/sweep.pid"
+
   echo "== local stack is up; settings in $env_file"
   if [ "${FINTX_DEV_DEMO:-1}" != 0 ]; then scripts/demo.sh; fi
 }

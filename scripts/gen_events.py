@@ -97,6 +97,7 @@ FUNCTION_DIRS = {
     "TransactionsFunction": "transactions",
     "BankWebhooksFunction": "bank-webhooks",
     "AnalyticsRollupsFunction": "analytics-rollups",
+    "HoldSweepFunction": "transactions",
 }
 
 
@@ -267,6 +268,8 @@ def main() -> None:
                 body = api_event(http_base, props["Method"], props["Path"], authorized)
             elif event["Type"] == "DynamoDB":
                 body = stream_event(sam_event("dynamodb", "update"))
+            elif event["Type"] == "Schedule":
+                body = sam_event("cloudwatch", "scheduled-event")
             else:
                 continue
             target = folder / f"{event_name}.json"

@@ -360,6 +360,14 @@ impl LedgerStore for FaultyStore {
     ) -> Result<Page<Transfer, TransferId>, DomainError> {
         self.inner.list_account_transfers(tenant, account, limit, before).await
     }
+
+    async fn expired_holds(
+        &self,
+        now: fintx_domain::clock::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Transfer>, DomainError> {
+        self.inner.expired_holds(now, limit).await
+    }
 }
 
 /// A cipher whose key service is out now and then.

@@ -139,6 +139,7 @@ pub enum Status {
     Pending,
     Posted,
     Voided,
+    Expired,
 }
 
 impl Status {
@@ -147,6 +148,7 @@ impl Status {
             Status::Pending => "pending",
             Status::Posted => "posted",
             Status::Voided => "voided",
+            Status::Expired => "expired",
         }
     }
 }
@@ -166,6 +168,8 @@ pub struct Transfer {
     pub through_clearing: bool,
     /// When it posted (virtual ms), for the analytics recomputation.
     pub posted_at_ms: Option<i64>,
+    /// When a hold expires (virtual ms).
+    pub expires_at_ms: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,6 +349,7 @@ impl Model {
             payment,
             through_clearing,
             posted_at_ms: (!pending).then_some(now_ms),
+            expires_at_ms: None,
         });
         self.transfers.len() - 1
     }
@@ -360,6 +365,30 @@ impl Model {
         self.accounts[c].pending_credits -= held;
         self.accounts[d].posted -= amount;
         self.accounts[c].posted += amount;
+    }
+
+    /// From its `expires_at` on, a hold is expired: its amounts no longer count.
+    pub fn expire_due(&mut self, now_ms: i64) {
+        let due: Vec<usize> = (0..self.transfers.len())
+            .filter(|&i| {
+                let t = &self.transfers[i];
+                t.status == Status::Pending && t.expires_at_ms.is_some_and(|at| at <= now_ms)
+            })
+            .collect();
+        for i in due {
+            self.void(i);
+            self.transfers[i].status = Status::Expired;
+        }
+    }
+
+    /// The next instant a pending hold expires after `now_ms`.
+    pub fn next_expiry_after(&self, now_ms: i64) -> Option<i64> {
+        self.transfers
+            .iter()
+            .filter(|t| t.status == Status::Pending)
+            .filter_map(|t| t.expires_at_ms)
+            .filter(|&at| at > now_ms)
+            .min()
     }
 
     pub fn void(&mut self, transfer: usize) {

@@ -88,6 +88,8 @@ pub enum Op {
         amount: AmountText,
         other_currency: bool,
         pending: bool,
+        /// Seconds until the hold expires, as sent (some out of range).
+        expires_in: Option<u32>,
     },
     Post {
         tenant: u8,
@@ -169,6 +171,8 @@ pub enum Op {
     Pump {
         batch: u8,
     },
+    /// The scheduled sweep releasing expired holds in storage.
+    Sweep,
 }
 
 /// Draws a random operation.
@@ -181,7 +185,7 @@ pub fn random_op(rng: &mut Rng) -> Op {
         3..=8 => AmountText::Short(rng.below(20_000) as u32 + 1),
         _ => AmountText::Minor(rng.below(20_000) as u32 + 1),
     };
-    match rng.below(110) {
+    match rng.below(112) {
         0..=3 => Op::Open {
             tenant,
             currency: rng.below(4) as u8,
@@ -191,14 +195,25 @@ pub fn random_op(rng: &mut Rng) -> Op {
                 _ => Some(AmountText::Minor(rng.below(10_000) as u32)),
             },
         },
-        4..=32 => Op::Transfer {
-            tenant,
-            debit: pick(rng),
-            credit: pick(rng),
-            amount: amount(rng),
-            other_currency: rng.chance(50),
-            pending: rng.chance(400),
-        },
+        4..=32 => {
+            let pending = rng.chance(400);
+            Op::Transfer {
+                tenant,
+                debit: pick(rng),
+                credit: pick(rng),
+                amount: amount(rng),
+                other_currency: rng.chance(50),
+                pending,
+                // Half the holds may expire; now and then a value out of range, or one
+                // on a transfer that is not a hold.
+                expires_in: match rng.below(40) {
+                    _ if !pending => rng.chance(10).then_some(120),
+                    0..=18 => None,
+                    19..=37 => Some(60 + rng.below(1_800) as u32),
+                    _ => Some([0, 59, 2_592_001, 2_592_000][rng.below(4) as usize]),
+                },
+            }
+        }
         33..=40 => Op::Post {
             tenant,
             transfer: pick(rng),
@@ -258,6 +273,7 @@ pub fn random_op(rng: &mut Rng) -> Op {
             account: pick(rng),
             change: rng.below(3) as u8,
         },
+        110..=111 => Op::Sweep,
         106..=109 => Op::Batch {
             tenant,
             legs: (0..if rng.chance(20) { 20 } else { rng.below(4) + 1 })
@@ -356,6 +372,7 @@ enum Effect {
         credit: usize,
         amount: Minor,
         pending: bool,
+        expires_in: Option<u32>,
     },
     Post {
         transfer: usize,
@@ -653,6 +670,7 @@ impl World {
                 amount,
                 other_currency,
                 pending,
+                expires_in,
             } => {
                 let tenant = TENANTS[*tenant as usize % 3];
                 let d = self.pick_account_for(tenant, *debit, None)?;
@@ -670,16 +688,22 @@ impl World {
                 }
                 let e = model::exponent(currency)?;
                 let text = amount_text(*amount, e);
-                let body = json!({
+                let mut body = json!({
                     "debit_account_id": m.accounts[d].id,
                     "credit_account_id": m.accounts[c].id,
                     "amount": text,
                     "currency": currency,
                     "pending": pending,
                 });
+                if let Some(seconds) = expires_in {
+                    body["expires_in"] = json!(seconds);
+                }
                 let (a, cr) = (&m.accounts[d], &m.accounts[c]);
                 let parsed = model::parse_amount(&text, e, false);
+                // `expires_in` is for holds, 60 s to 30 days; checked with the body's shape.
+                let bad_expiry = expires_in.is_some_and(|s| !*pending || !(60..=2_592_000).contains(&s));
                 let (expect, effect) = match parsed {
+                    _ if bad_expiry => (Expect::problem(400, "invalid_request"), Effect::None),
                     None => (Expect::problem(400, "invalid_amount"), Effect::None),
                     Some(_) if a.tenant != tenant || cr.tenant != tenant => {
                         (Expect::problem(404, "account_not_found"), Effect::None)
@@ -703,6 +727,7 @@ impl World {
                             credit: c,
                             amount: x,
                             pending: *pending,
+                            expires_in: *expires_in,
                         },
                     ),
                 };
@@ -737,6 +762,7 @@ impl World {
                             Status::Posted | Status::Voided => {
                                 (Expect::problem(409, "invalid_transition"), Effect::None)
                             }
+                            Status::Expired => (Expect::problem(409, "hold_expired"), Effect::None),
                             Status::Pending if x > tr.amount => (Expect::problem(400, "invalid_amount"), Effect::None),
                             // A frozen account's holds do not post.
                             Status::Pending if m.accounts[tr.debit].status != Lifecycle::Open => {
@@ -766,7 +792,7 @@ impl World {
                     (Expect::problem(422, "clearing_account"), Effect::None)
                 } else {
                     match tr.status {
-                        Status::Voided => (Expect::ok(200), Effect::None),
+                        Status::Voided | Status::Expired => (Expect::ok(200), Effect::None),
                         Status::Posted => (Expect::problem(409, "invalid_transition"), Effect::None),
                         Status::Pending => (Expect::ok(200), Effect::Void { transfer: t }),
                     }
@@ -1295,7 +1321,7 @@ impl World {
                 let call = self.api(tenant, "POST", "/v1/transfer-batches".into(), Some(body));
                 Some((call, expect, effect))
             }
-            Op::Pump { .. } | Op::Patch { .. } => None,
+            Op::Pump { .. } | Op::Patch { .. } | Op::Sweep => None,
         }
     }
 
@@ -1394,7 +1420,32 @@ impl World {
         let advance = 1 + (step_seed % 300_000) as i64;
         self.now_ms += advance;
         simulated::advance(advance);
+        // No hold expires while this step's request may still be retried: a hold due
+        // within ten seconds is let expire first.
+        while let Some(next) = self.model.next_expiry_after(self.now_ms) {
+            if next > self.now_ms + 10_000 {
+                break;
+            }
+            let wait = next - self.now_ms;
+            self.now_ms = next;
+            simulated::advance(wait);
+        }
+        self.model.expire_due(self.now_ms);
         self.seed_step(step_seed);
+        if let Op::Sweep = op {
+            let store: &dyn LedgerStore = self.faulty.as_ref();
+            // A failed sweep leaves its holds to the next one; none is released twice.
+            let _ = transactions::sweep(
+                store,
+                fintx_domain::clock::Timestamp::from_unix_ms(self.now_ms).unwrap(),
+            )
+            .await;
+            // A sweep whose process crashed is simply over; the next one starts afresh.
+            let _ = self.faulty.take_request_fate();
+            *self.tally.entry("Sweep".into()).or_default() += 1;
+            self.check_invariants(index).await;
+            return;
+        }
         if let Op::Pump { batch } = op {
             self.pump(index, *batch as usize, false).await;
             return;
@@ -1511,9 +1562,17 @@ impl World {
         };
         let version = if acc.tenant == tenant {
             self.calm();
-            let read = self.read_api(tenant, &format!("/v1/accounts/{}", acc.id)).await;
-            let Some(v) = read.body["version"].as_u64() else {
-                self.violation(index, format!("the account {} cannot be read: {read:?}", acc.id));
+            // A client reads the version first, trying again while the service is out.
+            let mut version = None;
+            for _ in 0..3 {
+                let read = self.read_api(tenant, &format!("/v1/accounts/{}", acc.id)).await;
+                version = read.body["version"].as_u64();
+                if version.is_some() || read.status < 500 {
+                    break;
+                }
+            }
+            let Some(v) = version else {
+                self.violation(index, format!("the account {} cannot be read", acc.id));
                 return;
             };
             v
@@ -1680,8 +1739,26 @@ impl World {
                 credit,
                 amount,
                 pending,
+                expires_in,
             } => {
-                self.model.open(id, debit, credit, amount, pending, None, now);
+                let t = self.model.open(id, debit, credit, amount, pending, None, now);
+                if let Some(seconds) = expires_in {
+                    // The hold expires `expires_in` after it was made (its `created_at`).
+                    let ms = |field: &str| {
+                        answer.body[field]
+                            .as_str()
+                            .and_then(|v| {
+                                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()
+                            })
+                            .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+                    };
+                    match (ms("created_at"), ms("expires_at")) {
+                        (Some(created), Some(expires)) if expires == created + i64::from(seconds) * 1000 => {
+                            self.model.transfers[t].expires_at_ms = Some(expires);
+                        }
+                        _ => self.violation(index, format!("a hold of {seconds} s answered {}", answer.body)),
+                    }
+                }
             }
             Effect::Post { transfer, amount } => self.model.post(transfer, amount, now),
             Effect::Void { transfer } => self.model.void(transfer),
@@ -1940,6 +2017,16 @@ impl World {
     fn memory_invariants(&self, memory: &MemoryStore, full: bool) -> Vec<String> {
         let mut problems = Vec::new();
         let accounts = memory.all_accounts();
+        // What stored holds past their `expires_at` still count, per account: the
+        // balances the API shows leave them out.
+        let mut unreleased: HashMap<String, (Minor, Minor)> = HashMap::new();
+        for t in memory.all_transfers() {
+            if t.status == TransferStatus::Pending && t.expires_at.is_some_and(|at| at.unix_ms() <= self.now_ms) {
+                let a = to_minor(t.amount.value(), t.currency.exponent());
+                unreleased.entry(t.debit_account_id.to_string()).or_default().0 += a;
+                unreleased.entry(t.credit_account_id.to_string()).or_default().1 += a;
+            }
+        }
         let mut sums: BTreeMap<(String, &str), (Minor, Minor, Minor)> = BTreeMap::new();
         for a in &accounts {
             let e = a.currency.exponent();
@@ -1957,10 +2044,11 @@ impl World {
                 None => problems.push(format!("account {} exists but the model has none", a.id)),
                 Some(i) => {
                     let m = &self.model.accounts[i];
+                    let (pd, pc) = unreleased.get(&a.id.to_string()).copied().unwrap_or_default();
                     let real = (
                         minor(a.balance.posted),
-                        minor(a.balance.pending_debits),
-                        minor(a.balance.pending_credits),
+                        minor(a.balance.pending_debits) - pd,
+                        minor(a.balance.pending_credits) - pc,
                     );
                     if a.status.as_str() != m.status.as_str() {
                         problems.push(format!(
@@ -2015,10 +2103,14 @@ impl World {
                 continue;
             };
             let m = &self.model.transfers[i];
+            // A stored hold past its `expires_at` is expired, swept or not.
+            let due = t.expires_at.is_some_and(|at| at.unix_ms() <= self.now_ms);
             let status = match t.status {
+                TransferStatus::Pending if due => Status::Expired,
                 TransferStatus::Pending => Status::Pending,
                 TransferStatus::Posted => Status::Posted,
                 TransferStatus::Voided => Status::Voided,
+                TransferStatus::Expired => Status::Expired,
             };
             let real = (
                 status,
@@ -2123,10 +2215,19 @@ impl World {
                 let e = a.currency.exponent();
                 let i = self.model.account_by_id(&a.id.to_string()).unwrap_or(usize::MAX);
                 let Some(m) = self.model.accounts.get(i) else { continue };
+                // Holds past their `expires_at` that storage still counts do not count.
+                let (mut pd, mut pc) = (0, 0);
+                for h in a.holds.iter().filter(|h| h.expires_at.unix_ms() <= self.now_ms) {
+                    if h.debit {
+                        pd += to_minor(h.amount, e);
+                    } else {
+                        pc += to_minor(h.amount, e);
+                    }
+                }
                 let real = (
                     to_minor(a.balance.posted, e),
-                    to_minor(a.balance.pending_debits, e),
-                    to_minor(a.balance.pending_credits, e),
+                    to_minor(a.balance.pending_debits, e) - pd,
+                    to_minor(a.balance.pending_credits, e) - pc,
                 );
                 if real != (m.posted, m.pending_debits, m.pending_credits) {
                     problems.push(format!("account {} balances {real:?}, the model says {m:?}", a.id));

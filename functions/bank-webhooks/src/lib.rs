@@ -364,7 +364,7 @@ fn plan_deposit_write(
         return None;
     }
     let deposit = deposit_of(connector, transfer_id, *account_id, amount, currency, bank_reference).ok()?;
-    let (transfer, deltas) = plan_deposit(&deposit, &tenant, system::now());
+    let (transfer, deltas) = plan_deposit(&deposit, &tenant, system::now())?;
     Some(Decision {
         outcome: Outcome::Applied,
         code: None,

@@ -13,7 +13,7 @@ use fintx_domain::ids::AccountId;
 use fintx_domain::lifecycle::AccountPatch;
 use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{parse_reference, ConnectorName};
-use fintx_domain::transfer::{parse_description, NewTransfer};
+use fintx_domain::transfer::{parse_description, NewTransfer, EXPIRES_IN_MAX, EXPIRES_IN_MIN};
 use fintx_domain::DomainError;
 
 fn required_amount(object: &mut JsonObject, field: &str) -> Result<String, DomainError> {
@@ -149,6 +149,7 @@ pub(crate) struct TransferBody {
     pub amount: String,
     pub currency: String,
     pub pending: Option<bool>,
+    pub expires_in: Option<u64>,
     pub description: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
@@ -163,6 +164,7 @@ impl TryFrom<JsonObject> for TransferBody {
             amount: required_amount(&mut o, "amount")?,
             currency: o.required_string("currency")?,
             pending: o.boolean("pending")?,
+            expires_in: o.positive_integer("expires_in")?,
             description: o.string("description")?,
             metadata: o.string_map("metadata")?,
         };
@@ -178,12 +180,32 @@ impl TryFrom<TransferBody> for NewTransfer {
         let description = parse_description(body.description)?;
         let metadata = Metadata::parse(body.metadata.unwrap_or_default())?;
         let currency = Currency::parse(&body.currency)?;
+        let pending = body.pending.unwrap_or(false);
+        let expires_in = match body.expires_in {
+            None => None,
+            Some(_) if !pending => {
+                return Err(DomainError::invalid_request(
+                    "`expires_in` applies to holds (`pending: true`)",
+                ))
+            }
+            Some(s) => Some(
+                u32::try_from(s)
+                    .ok()
+                    .filter(|s| (EXPIRES_IN_MIN..=EXPIRES_IN_MAX).contains(s))
+                    .ok_or_else(|| {
+                        DomainError::invalid_request(format!(
+                            "`expires_in` is {EXPIRES_IN_MIN} to {EXPIRES_IN_MAX} seconds"
+                        ))
+                    })?,
+            ),
+        };
         Ok(NewTransfer {
             debit_account_id: account_id(&body.debit_account_id)?,
             credit_account_id: account_id(&body.credit_account_id)?,
             amount: Amount::parse_positive(&body.amount, currency)?,
             currency,
-            pending: body.pending.unwrap_or(false),
+            pending,
+            expires_in,
             description,
             metadata,
         })

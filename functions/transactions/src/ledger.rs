@@ -14,7 +14,9 @@ use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject}
 use fintx_adapters::system;
 use fintx_domain::account::{Account, AccountKind};
 use fintx_domain::auth::Principal;
-use fintx_domain::batch::{batch_accounts, open_batch, plan_batch, BatchWrite};
+use fintx_domain::batch::{
+    batch_accounts, batch_actions, combine, open_batch, plan_batch, BatchWrite, TRANSACTION_ACTIONS_MAX,
+};
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::SealContext;
 use fintx_domain::idempotency::{fingerprint, scope_key, IdempotencyKey, IdempotencyRecord};
@@ -23,10 +25,10 @@ use fintx_domain::money::{format_decimal, Amount};
 use fintx_domain::payment::{
     open_payment, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
 };
-use fintx_domain::ports::{LedgerWrite, Reads, Snapshot};
+use fintx_domain::ports::{LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::transfer::{
-    check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, reverse_posted,
-    void_pending, NewTransfer, Transfer, Transition,
+    check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, release_expired,
+    reverse_posted, void_pending, NewTransfer, Transfer, Transition, RELEASES_MAX,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -254,6 +256,36 @@ pub(crate) async fn execute(
     }
 }
 
+/// Adds to `write` the release of the holds past their `expires_at` that the accounts it
+/// debits (`debited`, as read) still count, before the write's own changes and combined
+/// with them: the decision saw those holds as released, and the store's cover condition
+/// must see the same (SPEC §6). At most `budget` holds are released.
+pub(crate) fn release_for(
+    write: &mut LedgerWrite,
+    debited: &[&Account],
+    now: Timestamp,
+    budget: usize,
+) -> Result<(), DomainError> {
+    let mut deltas = Vec::new();
+    let mut left = budget;
+    for account in debited {
+        let release = release_expired(account, now, true);
+        let take = release.expired.len().min(left);
+        left = left.saturating_sub(take);
+        write
+            .expirations
+            .extend(release.expired.into_iter().take(take).map(|id| (id, now)));
+        deltas.extend(release.own.into_iter().take(take));
+        deltas.extend(release.others.into_iter().take(take));
+    }
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    deltas.append(&mut write.deltas);
+    write.deltas = combine(deltas).ok_or(DomainError::Unavailable)?;
+    Ok(())
+}
+
 // --------------------------------------------------------------------------- views
 
 /// A transfer as the API shows it (SPEC §6), serialised straight from the record.
@@ -268,6 +300,7 @@ pub struct TransferView<'a> {
     currency: &'static str,
     debit_account_id: AccountId,
     description: Option<&'a str>,
+    expires_at: Option<Timestamp>,
     id: TransferId,
     metadata: &'a BTreeMap<String, String>,
     payment_id: Option<PaymentId>,
@@ -279,7 +312,8 @@ pub struct TransferView<'a> {
     version: u64,
 }
 
-pub fn transfer_view(t: &Transfer) -> TransferView<'_> {
+/// The transfer as it stands at `now`: a hold past its `expires_at` reads as expired.
+pub fn transfer_view(t: &Transfer, now: Timestamp) -> TransferView<'_> {
     let c = t.currency;
     TransferView {
         amount: format_decimal(t.amount.value(), c),
@@ -289,13 +323,14 @@ pub fn transfer_view(t: &Transfer) -> TransferView<'_> {
         currency: c.code(),
         debit_account_id: t.debit_account_id,
         description: t.description.as_deref(),
+        expires_at: t.expires_at,
         id: t.id,
         metadata: t.metadata.pairs(),
         payment_id: t.payment_id,
         posted_amount: format_decimal(t.posted_amount.value(), c),
         reversed_amount: format_decimal(t.reversed_amount.value(), c),
         reverses: t.reverses,
-        status: t.status.as_str(),
+        status: t.status_at(now).as_str(),
         updated_at: t.updated_at,
         version: t.version,
     }
@@ -336,25 +371,37 @@ pub(crate) async fn create_transfer(
         accounts: vec![command.debit_account_id, command.credit_account_id],
         ..Reads::default()
     };
-    let write = |transfer: Transfer, deltas: [fintx_domain::transfer::AccountDelta; 2]| {
-        let view = to_body(&transfer_view(&transfer))?;
-        let write = LedgerWrite {
+    let write = |transfer: Transfer, deltas: [fintx_domain::transfer::AccountDelta; 2], debit: Option<&Account>| {
+        let view = to_body(&transfer_view(&transfer, now))?;
+        let mut write = LedgerWrite {
             deltas: deltas.to_vec(),
             new_transfers: vec![transfer],
             ..LedgerWrite::default()
         };
+        if let Some(debit) = debit {
+            release_for(&mut write, &[debit], now, RELEASES_MAX)?;
+        }
         Ok(Decision::Write(Box::new(write), 201, view))
     };
     let plan = || {
         let (transfer, deltas) = plan_api_transfer(id, &caller.tenant, command.clone(), now)?;
-        write(transfer, deltas).ok()
+        write(transfer, deltas, None).ok()
     };
     execute(app, caller, idem, reads, plan, |snapshot| {
         let (Some(Some(debit)), Some(Some(credit))) = (snapshot.accounts.first(), snapshot.accounts.get(1)) else {
             return Err(DomainError::AccountNotFound);
         };
-        let (transfer, deltas) = open_api_transfer(id, &caller.tenant, command.clone(), debit, credit, now)?;
-        write(transfer, deltas)
+        // Decided on the accounts as they stand now; the debit's expired holds are
+        // released by the same write.
+        let (transfer, deltas) = open_api_transfer(
+            id,
+            &caller.tenant,
+            command.clone(),
+            &debit.at(now),
+            &credit.at(now),
+            now,
+        )?;
+        write(transfer, deltas, Some(debit))
     })
     .await
 }
@@ -387,22 +434,35 @@ pub(crate) async fn create_batch(
         accounts: accounts.clone(),
         ..Reads::default()
     };
-    let write = |batch: BatchWrite| {
+    let write = |batch: BatchWrite, read: &[&Account]| {
         let view = to_body(&BatchView {
             id: batch_id,
-            transfers: batch.transfers.iter().map(transfer_view).collect(),
+            transfers: batch.transfers.iter().map(|t| transfer_view(t, now)).collect(),
         })?;
-        let write = LedgerWrite {
+        let mut write = LedgerWrite {
             deltas: batch.deltas,
             new_transfers: batch.transfers,
             ..LedgerWrite::default()
         };
+        // Releases of expired holds take what the transaction has left: each at most an
+        // expiration and one more account.
+        let debited: Vec<&Account> = read
+            .iter()
+            .copied()
+            .filter(|a| write.deltas.iter().any(|d| d.account_id == a.id && d.cover.is_some()))
+            .collect();
+        let spare = TRANSACTION_ACTIONS_MAX.saturating_sub(batch_actions(requests.len(), accounts.len()));
+        release_for(&mut write, &debited, now, spare / 2)?;
         Ok(Decision::Write(Box::new(write), 201, view))
     };
-    let plan = || write(plan_batch(batch_id, &ids, &caller.tenant, &requests, now)?).ok();
+    let plan = || write(plan_batch(batch_id, &ids, &caller.tenant, &requests, now)?, &[]).ok();
     execute(app, caller, idem, reads, plan, |snapshot| {
-        let read: HashMap<AccountId, Account> = snapshot.accounts.iter().flatten().map(|a| (a.id, a.clone())).collect();
-        write(open_batch(batch_id, &ids, &caller.tenant, &requests, &read, now)?)
+        let stored: Vec<&Account> = snapshot.accounts.iter().flatten().collect();
+        let current: HashMap<AccountId, Account> = stored.iter().map(|a| (a.id, a.at(now))).collect();
+        write(
+            open_batch(batch_id, &ids, &caller.tenant, &requests, &current, now)?,
+            &stored,
+        )
     })
     .await
 }
@@ -513,14 +573,16 @@ impl Change {
                     _ => void_pending(transfer, self.now)?,
                 };
                 let (next, deltas) = match transition {
-                    Transition::Unchanged => return Ok(Decision::Respond(200, to_body(&transfer_view(transfer))?)),
+                    Transition::Unchanged => {
+                        return Ok(Decision::Respond(200, to_body(&transfer_view(transfer, self.now))?))
+                    }
                     Transition::Apply(next, deltas) => (next, deltas),
                 };
                 if let (Action::Post, Some(sides)) = (self.action, sides) {
                     // A frozen account's holds do not post (SPEC §6).
                     sides.debit.check_debitable()?;
                 }
-                let view = to_body(&transfer_view(&next))?;
+                let view = to_body(&transfer_view(&next, self.now))?;
                 let write = LedgerWrite {
                     deltas: deltas.to_vec(),
                     transfer_updates: vec![(*next, transfer.version)],
@@ -536,8 +598,8 @@ impl Change {
                         self.reversal_id,
                         amount,
                         description,
-                        sides.credit,
-                        Some(sides.debit),
+                        &sides.credit.at(self.now),
+                        Some(&sides.debit.at(self.now)),
                         self.now,
                     )?,
                     // Never a clearing account: those transfers change only by webhook.
@@ -550,13 +612,17 @@ impl Change {
                         self.now,
                     )?,
                 };
-                let view = to_body(&transfer_view(&r.reversal))?;
-                let write = LedgerWrite {
+                let view = to_body(&transfer_view(&r.reversal, self.now))?;
+                let mut write = LedgerWrite {
                     deltas: r.deltas.to_vec(),
                     new_transfers: vec![r.reversal],
                     transfer_updates: vec![(r.original, transfer.version)],
                     ..LedgerWrite::default()
                 };
+                // The reversal debits the original credit account.
+                if let Some(sides) = sides {
+                    release_for(&mut write, &[sides.credit], self.now, RELEASES_MAX)?;
+                }
                 (write, 201, view)
             }
         };
@@ -585,7 +651,7 @@ pub(crate) async fn get_transfer(app: &App, caller: &Principal, id: &str) -> Res
         .await?;
     let transfer = snapshot.transfer.ok_or(DomainError::NotFound)?;
     app.recent.remember(&transfer);
-    Ok(json_response(200, &transfer_view(&transfer)))
+    Ok(json_response(200, &transfer_view(&transfer, system::now())))
 }
 
 pub(crate) async fn list_account_transfers(
@@ -622,7 +688,8 @@ pub(crate) async fn list_account_transfers(
                 .seal(&caller.tenant, &listing, &last.to_string()),
         ),
     };
-    let data: Vec<TransferView> = page.items.iter().map(transfer_view).collect();
+    let now = system::now();
+    let data: Vec<TransferView> = page.items.iter().map(|t| transfer_view(t, now)).collect();
     Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
 }
 
@@ -678,14 +745,18 @@ pub(crate) async fn create_payment(
     // The payment's complete write, from its account as read, or planned without a read
     // (the write's conditions then stand in for it).
     let write = |account: Option<&fintx_domain::account::Account>| {
-        let opened = open_payment(payment_id, &caller.tenant, request.clone(), account, now)?;
+        let current = account.map(|a| a.at(now));
+        let opened = open_payment(payment_id, &caller.tenant, request.clone(), current.as_ref(), now)?;
         let view = to_body(&payment_view(&opened.payment))?;
-        let write = LedgerWrite {
+        let mut write = LedgerWrite {
             deltas: opened.deltas.to_vec(),
             new_transfers: vec![opened.transfer],
             new_payments: vec![opened.payment],
             ..LedgerWrite::default()
         };
+        if let Some(account) = account {
+            release_for(&mut write, &[account], now, RELEASES_MAX)?;
+        }
         Ok(Decision::Write(Box::new(write), 201, view))
     };
     execute(
@@ -716,4 +787,49 @@ pub(crate) async fn get_payment(app: &App, caller: &Principal, id: &str) -> Resu
         .await?;
     let payment = snapshot.payment.ok_or(DomainError::NotFound)?;
     Ok(json_response(200, &payment_view(&payment)))
+}
+
+/// Holds one sweep reads at a time.
+const SWEEP_PAGE: usize = 100;
+
+/// Releases in storage every hold past its `expires_at` (SPEC §6), exactly once: each
+/// release is conditioned on the transfer's version, so one that a post, a void or
+/// another sweep resolved meanwhile is refused and skipped. Returns how many this call
+/// released. Reads already treat such holds as expired; this catches storage up.
+pub async fn sweep(store: &dyn LedgerStore, now: Timestamp) -> Result<usize, DomainError> {
+    let started = std::time::Instant::now();
+    let mut released = 0;
+    loop {
+        let expired = store.expired_holds(now, SWEEP_PAGE).await?;
+        let page = expired.len();
+        let mut progressed = false;
+        for transfer in expired {
+            let Some((next, deltas)) = fintx_domain::transfer::expire_hold(&transfer, now)? else {
+                continue;
+            };
+            let write = LedgerWrite {
+                deltas: deltas.to_vec(),
+                transfer_updates: vec![(next, transfer.version)],
+                ..LedgerWrite::default()
+            };
+            match fintx_adapters::commit::commit_resending(store, &write).await {
+                Ok(()) => {
+                    released += 1;
+                    progressed = true;
+                }
+                // Resolved meanwhile, or busy: the next sweep sees it again if it is
+                // still pending.
+                Err(fintx_domain::ports::CommitError::Rejected(_)) => {}
+                Err(fintx_domain::ports::CommitError::Recorded(_)) => {}
+                Err(fintx_domain::ports::CommitError::Failed(error)) => return Err(error),
+            }
+        }
+        if page < SWEEP_PAGE || !progressed || started.elapsed() > engine::BUDGET {
+            break;
+        }
+    }
+    if released > 0 {
+        fintx_adapters::metrics::emit("HoldsReleased", released as f64, "Count", None);
+    }
+    Ok(released)
 }

@@ -8,7 +8,7 @@ mod ledger;
 mod lifecycle;
 pub mod recent;
 
-pub use ledger::{payment_view, transfer_view};
+pub use ledger::{payment_view, sweep, transfer_view};
 
 use std::sync::Arc;
 
@@ -223,7 +223,7 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
         }
     };
     let account = Account::open(id, caller.tenant.clone(), command, holder, now);
-    let view = account_view(&account);
+    let view = account_view(&account, now);
     if idem.is_none() {
         app.store.insert_account(&account).await?;
         tracing::info!(account_id = %account.id, "account opened");
@@ -272,7 +272,7 @@ async fn get_account(
         .get_account(&caller.tenant, &id)
         .await?
         .ok_or(DomainError::AccountNotFound)?;
-    let mut view = account_view(&account);
+    let mut view = account_view(&account, system::now());
     if let (true, Some(holder)) = (reveal, &account.holder) {
         let context = SealContext::new(&caller.tenant, HOLDER_SEAL_KIND, account.id, HOLDER_SEAL_FIELD);
         let plaintext = app.cipher.open(&holder.sealed, &context).await?;
@@ -317,12 +317,15 @@ async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Resu
             Some(key.seal(&caller.tenant, ACCOUNTS_LISTING, &last.to_string()))
         }
     };
-    let data: Vec<Value> = page.items.iter().map(account_view).collect();
+    let now = system::now();
+    let data: Vec<Value> = page.items.iter().map(|a| account_view(a, now)).collect();
     Ok(json_response(200, &json!({ "data": data, "next_cursor": next_cursor })))
 }
 
-/// The account as the API shows it (SPEC §6).
-pub fn account_view(account: &Account) -> Value {
+/// The account as the API shows it at `now` (SPEC §6): holds past their `expires_at` no
+/// longer count, whether or not storage has released them.
+pub fn account_view(stored: &Account, now: fintx_domain::clock::Timestamp) -> Value {
+    let account = &stored.at(now);
     let c = account.currency;
     let available = account
         .balance

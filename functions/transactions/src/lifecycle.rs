@@ -6,11 +6,13 @@
 use std::sync::Mutex;
 
 use fintx_adapters::http::{canonical_json, json_body, JsonObject};
+use fintx_adapters::system;
 use fintx_domain::account::Account;
 use fintx_domain::auth::Principal;
+use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::AccountId;
-use fintx_domain::lifecycle::{apply_patch, change_status, StatusChange};
-use fintx_domain::ports::{LedgerWrite, Reads, Snapshot};
+use fintx_domain::lifecycle::{apply_patch, change_status, AccountChange, StatusChange};
+use fintx_domain::ports::{AccountUpdate, LedgerWrite, Reads, Snapshot};
 use fintx_domain::DomainError;
 use lambda_http::{Body, Request, Response};
 
@@ -26,14 +28,22 @@ fn the_account(snapshot: &Snapshot) -> Result<&Account, DomainError> {
         .ok_or(DomainError::AccountNotFound)
 }
 
-/// The account as changed (`Some`) or as it stands (`None`), answered with 200.
-fn decision(account: &Account, changed: Option<Account>) -> Result<Decision, DomainError> {
+/// The account as changed (`Some`) or as it stands (`None`), answered with 200. A change
+/// writes the whole account back, and releases the holds it stored past their
+/// `expires_at` (their transfers and other sides) in the same write.
+fn decision(account: &Account, changed: Option<AccountChange>, now: Timestamp) -> Result<Decision, DomainError> {
     Ok(match changed {
-        None => Decision::Respond(200, to_body(&account_view(account))?),
-        Some(next) => {
-            let view = to_body(&account_view(&next))?;
+        None => Decision::Respond(200, to_body(&account_view(account, now))?),
+        Some(change) => {
+            let view = to_body(&account_view(&change.account, now))?;
             let write = LedgerWrite {
-                account_updates: vec![(next, account.version)],
+                account_updates: vec![AccountUpdate {
+                    account: change.account,
+                    version: account.version,
+                    change: change.released,
+                }],
+                expirations: change.expired,
+                deltas: change.others,
                 ..LedgerWrite::default()
             };
             Decision::Write(Box::new(write), 200, view)
@@ -49,6 +59,7 @@ pub(crate) async fn update_account(
 ) -> Result<Response<Body>, DomainError> {
     let body = json_body(request, BODY_MAX_BYTES)?;
     let patch = AccountPatchBody::try_from(JsonObject::parse(body)?)?;
+    let now = system::now();
     let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
     let reads = Reads {
         accounts: vec![id],
@@ -68,12 +79,12 @@ pub(crate) async fn update_account(
             let account = the_account(snapshot)?;
             let mut sent = sent.lock().map_err(|_| DomainError::Unavailable)?;
             if sent.as_ref() == Some(account) {
-                return decision(account, None);
+                return decision(account, None, now);
             }
             let patch = patch.clone().patch(account.currency)?;
-            let changed = apply_patch(account, &patch)?;
-            sent.clone_from(&changed);
-            decision(account, changed)
+            let changed = apply_patch(account, &patch, now)?;
+            *sent = changed.as_ref().map(|c| c.account.clone());
+            decision(account, changed, now)
         },
     )
     .await
@@ -92,6 +103,7 @@ pub(crate) async fn change_account_status(
     // The body is empty or `{}`: these changes take no fields.
     JsonObject::parse_optional(body)?.finish()?;
     let idem = key.map(|key| Idempotency::new(caller, &route, &key, &canonical_json(body)));
+    let now = system::now();
     let id = AccountId::parse(id).ok_or(DomainError::AccountNotFound)?;
     let reads = Reads {
         accounts: vec![id],
@@ -105,7 +117,7 @@ pub(crate) async fn change_account_status(
         || None,
         |snapshot| {
             let account = the_account(snapshot)?;
-            decision(account, change_status(account, change)?)
+            decision(account, change_status(account, change, now)?, now)
         },
     )
     .await

@@ -11,9 +11,10 @@ use aws_sdk_dynamodb::types::{
 };
 use fintx_domain::account::AccountStatus;
 use fintx_domain::auth::TenantId;
+use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
-use fintx_domain::transfer::{AccountDelta, Requires, Transfer};
+use fintx_domain::transfer::{AccountDelta, HoldChange, Requires, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
@@ -21,9 +22,10 @@ use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
     account_from_item, account_item, account_key, account_transfer_entry, corrupt, deposit_reference_item,
-    deposit_reference_key, event_from_item, event_item, event_key, event_listing_pk, idempotency_from_item,
-    idempotency_item, idempotency_key, n, payment_from_item, payment_item, payment_key, s, transfer_from_item,
-    transfer_item, transfer_key, Attributes, Item,
+    deposit_reference_key, event_from_item, event_item, event_key, event_listing_pk, held_entry_value,
+    idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item, payment_key, s,
+    transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS, EXPIRY_PK,
+    EXPIRY_SK,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -143,10 +145,9 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
         condition.push_str(" AND spendable >= :cover");
         values.insert(":cover".to_owned(), n(cover.value()));
     }
-    let mut expression = String::new();
+    let mut sets = Vec::new();
     if let Some(opening) = &delta.open {
         // The account as its first movement opens it; later movements keep what is set.
-        let mut sets = Vec::new();
         let mut item: Vec<(String, AttributeValue)> = account_item(opening)?.into_iter().collect();
         item.sort_by(|a, b| a.0.cmp(&b.0));
         for (i, (name, value)) in item.into_iter().enumerate() {
@@ -157,9 +158,30 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
             names.insert(format!("#o{i}"), name);
             values.insert(format!(":o{i}"), value);
         }
+    }
+    // Expiring holds live in the account's `holds` map, keyed by transfer id.
+    let mut removes = Vec::new();
+    for (i, change) in delta.holds.iter().enumerate() {
+        match change {
+            HoldChange::Add(entry) => {
+                sets.push(format!("holds.#h{i} = :h{i}"));
+                names.insert(format!("#h{i}"), entry.transfer_id.to_string());
+                values.insert(format!(":h{i}"), held_entry_value(entry));
+            }
+            HoldChange::Remove(id) => {
+                removes.push(format!("holds.#h{i}"));
+                names.insert(format!("#h{i}"), id.to_string());
+            }
+        }
+    }
+    let mut expression = String::new();
+    if !sets.is_empty() {
         expression = format!("SET {} ", sets.join(", "));
     }
     expression.push_str("ADD posted :p, pending_debits :pd, pending_credits :pc, spendable :h, version :one");
+    if !removes.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+    }
     let update = Update::builder()
         .table_name(ledger)
         .set_key(Some(account_key(&delta.account_id)))
@@ -279,7 +301,12 @@ impl LedgerStore for DynamoStore {
             items.push(put(ledger, account_item(account)?, NEW, None)?);
             roles.push(Role::Other);
         }
-        for (account, expected) in &write.account_updates {
+        for fintx_domain::ports::AccountUpdate {
+            account,
+            version: expected,
+            ..
+        } in &write.account_updates
+        {
             // The version moves with every balance change, so the whole account as read,
             // with its new settings, replaces the stored one only if nothing moved since.
             let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
@@ -306,6 +333,26 @@ impl LedgerStore for DynamoStore {
         for (transfer, expected) in &write.transfer_updates {
             let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
             items.push(put(ledger, transfer_item(transfer), "version = :v", Some(values))?);
+            roles.push(Role::Other);
+        }
+        for (id, at) in &write.expirations {
+            // A hold released by its accounts' entries: still pending, it becomes expired
+            // and leaves the expiry index.
+            let update = Update::builder()
+                .table_name(ledger)
+                .set_key(Some(transfer_key(id)))
+                .update_expression(format!(
+                    "SET #status = :expired, updated_at = :at ADD version :one REMOVE {EXPIRY_PK}, {EXPIRY_SK}"
+                ))
+                .condition_expression("#status = :pending")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":expired", s(TransferStatus::Expired.as_str()))
+                .expression_attribute_values(":pending", s(TransferStatus::Pending.as_str()))
+                .expression_attribute_values(":at", s(at.to_string()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            items.push(TransactWriteItem::builder().update(update).build());
             roles.push(Role::Other);
         }
         for payment in &write.new_payments {
@@ -385,6 +432,10 @@ impl LedgerStore for DynamoStore {
         }
     }
 
+    async fn expired_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<Transfer>, DomainError> {
+        self.expired_holds_from_index(now, limit).await
+    }
+
     async fn list_events(
         &self,
         tenant: Option<&TenantId>,
@@ -461,6 +512,55 @@ impl LedgerStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Pending holds whose `expires_at` is at or before `now`, at most `limit`, from the
+    /// sparse expiry index (eventually consistent: each is read back from the table, and
+    /// one resolved meanwhile is left out).
+    async fn expired_holds_from_index(&self, now: Timestamp, limit: usize) -> Result<Vec<Transfer>, DomainError> {
+        let ledger = &self.tables().ledger;
+        let mut ids = Vec::new();
+        for partition in 0..EXPIRY_PARTITIONS {
+            if ids.len() >= limit {
+                break;
+            }
+            let output = self
+                .client()
+                .query()
+                .table_name(ledger)
+                .index_name(EXPIRY_INDEX)
+                .key_condition_expression("#pk = :pk AND #sk <= :now")
+                .expression_attribute_names("#pk", EXPIRY_PK)
+                .expression_attribute_names("#sk", EXPIRY_SK)
+                .expression_attribute_values(":pk", s(format!("EXP#{partition}")))
+                .expression_attribute_values(":now", s(format!("{:015}#~", now.unix_ms())))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(failed("Query expiry index"))?;
+            for item in output.items.unwrap_or_default() {
+                let sk = Item(&item).s(EXPIRY_SK)?.to_owned();
+                let id = sk
+                    .rsplit('#')
+                    .next()
+                    .and_then(TransferId::parse)
+                    .ok_or_else(|| corrupt(EXPIRY_SK))?;
+                ids.push(id);
+            }
+        }
+        ids.truncate(limit);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = ids.iter().map(transfer_key).collect();
+        let mut expired = Vec::new();
+        for item in batch_get_all(self.client(), ledger, keys).await? {
+            let t = transfer_from_item(&item)?;
+            if t.status == TransferStatus::Pending && t.expires_at.is_some_and(|at| at <= now) {
+                expired.push(t);
+            }
+        }
+        Ok(expired)
+    }
+
     async fn batch_get_transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, DomainError> {
         if ids.is_empty() {
             return Ok(Vec::new());

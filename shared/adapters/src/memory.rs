@@ -7,13 +7,14 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use fintx_domain::account::Account;
 use fintx_domain::auth::TenantId;
+use fintx_domain::clock::Timestamp;
 use fintx_domain::idempotency::IdempotencyRecord;
 use fintx_domain::ids::{AccountId, PaymentId, TransferId};
 use fintx_domain::payment::Payment;
 use fintx_domain::ports::{
     AccountStore, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
 };
-use fintx_domain::transfer::{apply_delta, Transfer};
+use fintx_domain::transfer::{apply_delta, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
@@ -187,14 +188,30 @@ impl LedgerStore for MemoryStore {
         {
             return reject(Rejection::Stale);
         }
+        // DynamoDB refuses a transaction that names one item twice; so does this store.
+        let mut touched: Vec<AccountId> = write.deltas.iter().map(|d| d.account_id).collect();
+        touched.extend(write.account_updates.iter().map(|u| u.account.id));
+        touched.sort();
+        if touched.windows(2).any(|w| w[0] == w[1]) {
+            tracing::error!("a write names one account twice");
+            return Err(CommitError::Failed(DomainError::Unavailable));
+        }
         if write
             .account_updates
             .iter()
-            .any(|(a, v)| state.accounts.get(&a.id).is_none_or(|c| c.version != *v))
+            .any(|u| state.accounts.get(&u.account.id).is_none_or(|c| c.version != u.version))
         {
             return reject(Rejection::Stale);
         }
-        let mut updated: Vec<Account> = write.account_updates.iter().map(|(a, _)| a.clone()).collect();
+        if write.expirations.iter().any(|(id, _)| {
+            state
+                .transfers
+                .get(id)
+                .is_none_or(|t| t.status != TransferStatus::Pending)
+        }) {
+            return reject(Rejection::Stale);
+        }
+        let mut updated: Vec<Account> = write.account_updates.iter().map(|u| u.account.clone()).collect();
         for delta in &write.deltas {
             let current = match (state.accounts.get(&delta.account_id), &delta.open) {
                 (Some(current), _) => current,
@@ -237,6 +254,18 @@ impl LedgerStore for MemoryStore {
                 changes.push((old, transfer.clone()));
             }
         }
+        for (id, at) in &write.expirations {
+            if let Some(old) = state.transfers.get(id).cloned() {
+                let mut expired = old.clone();
+                expired.status = TransferStatus::Expired;
+                expired.updated_at = *at;
+                expired.version = fintx_domain::transfer::next_version(old.version)?;
+                state.transfers.insert(*id, expired.clone());
+                if let Some(changes) = state.changes.as_mut() {
+                    changes.push((Some(old), expired));
+                }
+            }
+        }
         for payment in write
             .new_payments
             .iter()
@@ -267,6 +296,19 @@ impl LedgerStore for MemoryStore {
             .filter(|e| before.as_ref().is_none_or(|b| position(e) < *b))
             .cloned();
         Ok(page(items, limit, position))
+    }
+
+    async fn expired_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<Transfer>, DomainError> {
+        let state = self.state()?;
+        let mut expired: Vec<Transfer> = state
+            .transfers
+            .values()
+            .filter(|t| t.status == TransferStatus::Pending && t.expires_at.is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        expired.sort_by_key(|t| (t.expires_at, t.id));
+        expired.truncate(limit);
+        Ok(expired)
     }
 
     async fn list_account_transfers(

@@ -37,7 +37,7 @@ use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
 use fintx_domain::ports::EventRecord;
 use fintx_domain::rollup::{Granularity, RollupKey, Scope, Totals};
-use fintx_domain::transfer::{Transfer, TransferStatus};
+use fintx_domain::transfer::{HeldEntry, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 use rust_decimal::Decimal;
@@ -139,6 +139,16 @@ pub(crate) fn account_item(account: &Account) -> Result<HashMap<String, Attribut
         ("spendable".to_owned(), n(account.headroom()?)),
         ("kind".to_owned(), s(account.kind.as_str())),
         ("status".to_owned(), s(account.status.as_str())),
+        (
+            "holds".to_owned(),
+            AttributeValue::M(
+                account
+                    .holds
+                    .iter()
+                    .map(|h| (h.transfer_id.to_string(), held_entry_value(h)))
+                    .collect(),
+            ),
+        ),
         ("created_at".to_owned(), s(account.created_at.to_string())),
         ("version".to_owned(), AttributeValue::N(account.version.to_string())),
     ]);
@@ -196,6 +206,17 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
         metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
         kind: AccountKind::parse(item.s("kind")?).ok_or_else(|| corrupt("kind"))?,
         status: AccountStatus::parse(item.s("status")?).ok_or_else(|| corrupt("status"))?,
+        holds: match raw.get("holds") {
+            Some(AttributeValue::M(map)) => {
+                let mut holds = map
+                    .iter()
+                    .map(|(id, v)| held_from(id, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                holds.sort_by_key(|h| (h.expires_at, h.transfer_id));
+                holds
+            }
+            _ => return Err(corrupt("holds")),
+        },
         created_at: Timestamp::parse_rfc3339(item.s("created_at")?).ok_or_else(|| corrupt("created_at"))?,
         version: item.u64("version")?,
     })
@@ -284,8 +305,66 @@ pub fn transfer_item(t: &Transfer) -> Attributes {
     if let Some(at) = t.posted_at {
         put("posted_at", s(at.to_string()));
     }
+    if let Some(at) = t.expires_at {
+        put("expires_at", s(at.to_string()));
+        // While it may expire, the hold is in the sparse expiry index the sweep reads.
+        if t.status == TransferStatus::Pending {
+            put(EXPIRY_PK, s(expiry_partition(&t.id)));
+            put(EXPIRY_SK, s(expiry_sort_key(at, &t.id)));
+        }
+    }
     put("version", AttributeValue::N(t.version.to_string()));
     item
+}
+
+/// The expiry index (`expiry` on the ledger table): pending holds that may expire, spread
+/// over [`EXPIRY_PARTITIONS`] partitions by transfer id, sorted by `expires_at`.
+pub(crate) const EXPIRY_INDEX: &str = "expiry";
+pub(crate) const EXPIRY_PK: &str = "exp_pk";
+pub(crate) const EXPIRY_SK: &str = "exp_sk";
+pub(crate) const EXPIRY_PARTITIONS: u32 = 8;
+
+pub(crate) fn expiry_partition(id: &TransferId) -> String {
+    let spread = id
+        .to_string()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("EXP#{}", spread % EXPIRY_PARTITIONS)
+}
+
+/// Sorts by instant: milliseconds since the epoch, zero-padded, then the id.
+pub(crate) fn expiry_sort_key(at: Timestamp, id: &TransferId) -> String {
+    format!("{:015}#{id}", at.unix_ms())
+}
+
+/// A hold entry of an account item's `holds` map (see [`HeldEntry`]).
+pub(crate) fn held_entry_value(entry: &HeldEntry) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("a".to_owned(), n(entry.amount)),
+        (
+            "x".to_owned(),
+            AttributeValue::N(entry.expires_at.unix_ms().to_string()),
+        ),
+        ("d".to_owned(), AttributeValue::Bool(entry.debit)),
+        ("o".to_owned(), s(entry.other.to_string())),
+    ]))
+}
+
+fn held_from(id: &str, value: &AttributeValue) -> Result<HeldEntry, DomainError> {
+    let AttributeValue::M(map) = value else {
+        return Err(corrupt("holds"));
+    };
+    let item = Item(map);
+    Ok(HeldEntry {
+        transfer_id: TransferId::parse(id).ok_or_else(|| corrupt("holds"))?,
+        amount: item.decimal("a")?,
+        expires_at: i64::try_from(item.u64("x")?)
+            .ok()
+            .and_then(Timestamp::from_unix_ms)
+            .ok_or_else(|| corrupt("holds"))?,
+        debit: matches!(map.get("d"), Some(AttributeValue::Bool(true))),
+        other: AccountId::parse(item.s("o")?).ok_or_else(|| corrupt("holds"))?,
+    })
 }
 
 pub(crate) fn amount(item: &Item<'_>, name: &str, currency: Currency) -> Result<Amount, DomainError> {
@@ -327,6 +406,10 @@ pub fn transfer_from_item(raw: &Attributes) -> Result<Transfer, DomainError> {
         metadata: Metadata::parse(item.string_map("metadata")?).map_err(|_| corrupt("metadata"))?,
         created_at: timestamp(&item, "created_at")?,
         updated_at: timestamp(&item, "updated_at")?,
+        expires_at: item
+            .opt_s("expires_at")?
+            .map(|t| Timestamp::parse_rfc3339(t).ok_or_else(|| corrupt("expires_at")))
+            .transpose()?,
         posted_at: item
             .opt_s("posted_at")?
             .map(|t| Timestamp::parse_rfc3339(t).ok_or_else(|| corrupt("posted_at")))
@@ -649,6 +732,14 @@ mod tests {
             Timestamp::from_unix_ms(1_700_000_000_000).unwrap(),
         );
         account.balance.posted = Decimal::new(-1234, 2);
+        account.balance.pending_debits = Decimal::new(550, 2);
+        account.holds = vec![HeldEntry {
+            transfer_id: TransferId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_001, 1)),
+            amount: Decimal::new(550, 2),
+            expires_at: Timestamp::from_unix_ms(1_700_000_060_000).unwrap(),
+            debit: true,
+            other: AccountId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000, 10)),
+        }];
         for status in [AccountStatus::Open, AccountStatus::Frozen, AccountStatus::Closed] {
             account.status = status;
             let back = account_from_item(&account_item(&account).unwrap()).unwrap();
@@ -678,6 +769,7 @@ mod tests {
             created_at: Timestamp::from_unix_ms(5).unwrap(),
             updated_at: Timestamp::from_unix_ms(6).unwrap(),
             posted_at: Some(Timestamp::from_unix_ms(6).unwrap()),
+            expires_at: None,
             version: 3,
         };
         assert_eq!(transfer_from_item(&transfer_item(&t)).unwrap(), t);
@@ -704,6 +796,7 @@ mod tests {
             created_at: Timestamp::from_unix_ms(1_700_000_000_123).unwrap(),
             updated_at: Timestamp::from_unix_ms(1_700_000_000_123).unwrap(),
             posted_at: None,
+            expires_at: Some(Timestamp::from_unix_ms(1_700_000_060_000).unwrap()),
             version: 1,
         }
     }

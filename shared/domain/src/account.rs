@@ -11,6 +11,7 @@ use crate::error::DomainError;
 use crate::holder::{Holder, MaskedHolder};
 use crate::ids::AccountId;
 use crate::money::{Amount, Currency};
+use crate::transfer::HeldEntry;
 
 pub const NAME_MAX_CHARS: usize = 200;
 pub const METADATA_MAX_KEYS: usize = 20;
@@ -183,11 +184,35 @@ pub struct Account {
     pub metadata: Metadata,
     pub kind: AccountKind,
     pub status: AccountStatus,
+    /// Holds on this account that may expire, while storage still counts them.
+    pub holds: Vec<HeldEntry>,
     pub created_at: Timestamp,
     pub version: u64,
 }
 
 impl Account {
+    /// The account as it stands at `now`: a hold past its `expires_at` no longer counts
+    /// in the pending balances, whether or not storage has released it yet (SPEC §6).
+    pub fn at(&self, now: Timestamp) -> Account {
+        let mut current = self.clone();
+        current.holds.retain(|h| h.expires_at > now);
+        for expired in self.holds.iter().filter(|h| h.expires_at <= now) {
+            let side = if expired.debit {
+                &mut current.balance.pending_debits
+            } else {
+                &mut current.balance.pending_credits
+            };
+            // Stored pending amounts include every unreleased hold, so this stays ≥ 0.
+            *side = side.checked_sub(expired.amount).unwrap_or(*side);
+        }
+        current
+    }
+
+    /// The holds past their `expires_at` that storage still counts.
+    pub fn expired_holds(&self, now: Timestamp) -> impl Iterator<Item = &HeldEntry> {
+        self.holds.iter().filter(move |h| h.expires_at <= now)
+    }
+
     /// `available + overdraft_limit`: how much more the account may be debited. A debit
     /// of `amount` is covered while `amount ≤ headroom`.
     pub fn headroom(&self) -> Result<Decimal, DomainError> {
@@ -217,6 +242,7 @@ impl Account {
             metadata: request.metadata,
             kind: AccountKind::Customer,
             status: AccountStatus::Open,
+            holds: Vec::new(),
             created_at: now,
             version: 1,
         }
@@ -255,6 +281,7 @@ impl Account {
             metadata: Metadata::default(),
             kind: AccountKind::Clearing,
             status: AccountStatus::Open,
+            holds: Vec::new(),
             created_at: now,
             version: 1,
         }

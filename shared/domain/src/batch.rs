@@ -157,16 +157,19 @@ pub fn combine(deltas: Vec<AccountDelta>) -> Option<Vec<AccountDelta>> {
             continue;
         };
         let c = &mut combined[i];
-        if c.expect != delta.expect || c.open.is_some() || delta.open.is_some() {
+        if c.open.is_some() || delta.open.is_some() {
             return None;
+        }
+        match (&c.expect, &delta.expect) {
+            (Some(a), Some(b)) if a != b => return None,
+            (None, Some(b)) => c.expect = Some(b.clone()),
+            _ => {}
         }
         if let Some(cover) = delta.cover {
             // This debit needs `cover` on top of what the changes before it took.
-            let need = cover.value().checked_sub(running[i])?;
-            let before = c.cover.map_or(Decimal::ZERO, Amount::value);
-            if need > before {
-                let currency = c.expect.as_ref()?.currency;
-                c.cover = Some(Amount::from_decimal(need, currency).ok()?);
+            let need = cover.less(running[i])?;
+            if need.value() > c.cover.map_or(Decimal::ZERO, Amount::value) {
+                c.cover = Some(need);
             }
         }
         running[i] = running[i].checked_add(headroom)?;
@@ -178,6 +181,7 @@ pub fn combine(deltas: Vec<AccountDelta>) -> Option<Vec<AccountDelta>> {
             (Some(Requires::Open), _) | (_, Some(Requires::Open)) => Some(Requires::Open),
             (a, b) => a.or(b),
         };
+        c.holds.extend(delta.holds);
     }
     Some(combined)
 }
@@ -221,6 +225,7 @@ mod tests {
             amount: Amount::parse(&amount.to_string(), usd()).unwrap(),
             currency: usd(),
             pending: false,
+            expires_in: None,
             description: None,
             metadata: Metadata::default(),
         }

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     AccountFrozen,
     AccountClosed,
     AccountNotEmpty,
+    HoldExpired,
     InvalidCursor,
     InvalidSignature,
     TimestampOutOfTolerance,
@@ -39,7 +40,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidAmount,
         ErrorCode::InvalidCurrency,
@@ -64,6 +65,7 @@ impl ErrorCode {
         ErrorCode::AccountFrozen,
         ErrorCode::AccountClosed,
         ErrorCode::AccountNotEmpty,
+        ErrorCode::HoldExpired,
         ErrorCode::InvalidCursor,
         ErrorCode::InvalidSignature,
         ErrorCode::TimestampOutOfTolerance,
@@ -132,6 +134,7 @@ impl ErrorCode {
                 "account_not_empty",
                 "The account still has a balance or pending amounts",
             ),
+            HoldExpired => (409, "hold_expired", "The hold has expired"),
             InvalidCursor => (400, "invalid_cursor", "The cursor is not valid"),
             InvalidSignature => (401, "invalid_signature", "The webhook signature does not verify"),
             TimestampOutOfTolerance => (
@@ -263,6 +266,8 @@ pub enum DomainError {
     AccountClosed,
     #[error("only an account with a zero posted balance and no pending amounts can be closed")]
     AccountNotEmpty,
+    #[error("the hold expired: its amount is released and it can no longer post")]
+    HoldExpired,
     #[error("the cursor is malformed, tampered with or from another listing")]
     InvalidCursor,
     #[error("the signature does not verify")]
@@ -317,6 +322,7 @@ impl DomainError {
             E::AccountFrozen => ErrorCode::AccountFrozen,
             E::AccountClosed => ErrorCode::AccountClosed,
             E::AccountNotEmpty => ErrorCode::AccountNotEmpty,
+            E::HoldExpired => ErrorCode::HoldExpired,
             E::InvalidCursor => ErrorCode::InvalidCursor,
             E::InvalidSignature => ErrorCode::InvalidSignature,
             E::TimestampOutOfTolerance => ErrorCode::TimestampOutOfTolerance,

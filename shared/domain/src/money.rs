@@ -123,6 +123,13 @@ impl Amount {
         self.0.is_zero()
     }
 
+    /// `self − value`, or zero when `value` is larger; `value` is a change of balances in
+    /// the same currency (a headroom already taken or given back).
+    pub fn less(self, value: Decimal) -> Option<Amount> {
+        let rest = self.0.checked_sub(value)?;
+        Some(Amount(rest.max(Decimal::ZERO)))
+    }
+
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
         self.0.checked_add(other.0).map(Amount)
     }

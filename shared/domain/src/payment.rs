@@ -213,12 +213,16 @@ pub fn open_payment(
         amount: request.amount,
         currency: request.currency,
         pending: true,
+        expires_in: None,
         description: Some(format!("payment {payment_id}")),
         metadata: Metadata::default(),
     };
     let (mut transfer, deltas) = match account {
         Some(account) if account.kind == AccountKind::Clearing => return Err(DomainError::ClearingAccount),
         Some(account) => open_transfer(transfer_id, tenant, command, account, &clearing, now)?,
+        // The clearing account named as the payment's source: a write cannot move one item
+        // twice, so a read names the rule.
+        None if request.account_id == clearing.id => return Err(DomainError::ClearingAccount),
         None => {
             let customer = Expect {
                 tenant: tenant.clone(),
@@ -283,6 +287,7 @@ impl Deposit<'_> {
             amount: self.amount,
             currency: self.currency,
             pending: false,
+            expires_in: None,
             description: Some(format!("deposit {}", self.bank_reference)),
             metadata: Metadata::default(),
         };
@@ -315,13 +320,16 @@ pub fn receive_deposit(
 /// knows which of its tenants holds it: the write's conditions require a customer
 /// account of `tenant` in the deposit's currency, which is exactly when a read would have
 /// decided the same write.
-pub fn plan_deposit(deposit: &Deposit<'_>, tenant: &TenantId, now: Timestamp) -> (Transfer, [AccountDelta; 2]) {
+/// `None` when the deposit names the clearing account itself: a write cannot move one
+/// item twice, and a read names the rule.
+pub fn plan_deposit(deposit: &Deposit<'_>, tenant: &TenantId, now: Timestamp) -> Option<(Transfer, [AccountDelta; 2])> {
     let customer = Expect {
         tenant: tenant.clone(),
         currency: deposit.currency,
         kind: AccountKind::Customer,
     };
-    deposit.between(tenant, customer, now)
+    let planned = deposit.between(tenant, customer, now);
+    (planned.1[0].account_id != planned.1[1].account_id).then_some(planned)
 }
 
 /// Applies a bank outcome: `settled` posts the payment's hold in full, `failed` releases
@@ -437,6 +445,7 @@ mod tests {
             amount: Amount::parse("40", usd).unwrap(),
             currency: usd,
             pending: true,
+            expires_in: None,
             description: None,
             metadata: Metadata::default(),
         };
@@ -581,7 +590,10 @@ mod tests {
         let (transfer, deltas) = receive_deposit(&deposit, &customer, now).unwrap();
         // Planned from the tenant alone, it is the same write, the read's facts stated as
         // conditions.
-        assert_eq!(plan_deposit(&deposit, &tenant, now), (transfer.clone(), deltas.clone()));
+        assert_eq!(
+            plan_deposit(&deposit, &tenant, now),
+            Some((transfer.clone(), deltas.clone()))
+        );
         let key = ClearingKey {
             tenant: tenant.clone(),
             connector: bank.clone(),

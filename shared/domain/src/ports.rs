@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use crate::account::Account;
+use crate::account::{Account, Balance};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::crypto::Sealed;
@@ -155,11 +155,14 @@ pub struct LedgerWrite {
     pub idempotency: Option<IdempotencyRecord>,
     pub deltas: Vec<AccountDelta>,
     pub new_accounts: Vec<Account>,
-    /// Accounts whose settings or lifecycle status change, each with the version it must
-    /// still have: every balance change moves the version too, so nothing moved since.
-    pub account_updates: Vec<(Account, u64)>,
+    /// Accounts whose settings or lifecycle status change, written whole.
+    pub account_updates: Vec<AccountUpdate>,
     pub new_transfers: Vec<Transfer>,
     pub transfer_updates: Vec<(Transfer, u64)>,
+    /// Holds past their `expires_at` that this write releases, known only by their
+    /// accounts' entries: each must still be pending, and becomes `expired` at the
+    /// write's time (see [`crate::transfer::release_expired`]).
+    pub expirations: Vec<(TransferId, Timestamp)>,
     pub new_payments: Vec<Payment>,
     pub payment_updates: Vec<(Payment, u64)>,
     /// The webhook event archived with this write; its key must be new.
@@ -190,7 +193,12 @@ impl LedgerWrite {
                     .into_iter()
                     .chain(d.open.as_deref().map(opening))
             })
-            .chain(self.new_accounts.iter().map(opening));
+            .chain(self.new_accounts.iter().map(opening))
+            .chain(
+                self.account_updates
+                    .iter()
+                    .map(|u| (u.change.posted, u.change.pending_debits, u.change.pending_credits)),
+            );
         for (p, pd, pc) in changes {
             posted = posted.checked_add(p).ok_or(DomainError::Overflow)?;
             pending_debits = pending_debits.checked_add(pd).ok_or(DomainError::Overflow)?;
@@ -210,10 +218,23 @@ impl LedgerWrite {
             && self.account_updates.is_empty()
             && self.new_transfers.is_empty()
             && self.transfer_updates.is_empty()
+            && self.expirations.is_empty()
             && self.new_payments.is_empty()
             && self.payment_updates.is_empty()
             && self.event.is_none()
     }
+}
+
+/// An account written whole (its settings or lifecycle status changed) on condition that
+/// it still has the version read: every balance change moves the version too, so nothing
+/// moved since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountUpdate {
+    pub account: Account,
+    pub version: u64,
+    /// How its balances differ from the version read (the expired holds it releases),
+    /// for the double-entry check.
+    pub change: Balance,
 }
 
 /// Why a store refused a write; nothing of it was applied.
@@ -267,6 +288,10 @@ pub trait LedgerStore: AccountStore {
         before: Option<String>,
     ) -> Result<Page<EventRecord, String>, DomainError>;
 
+    /// Pending holds whose `expires_at` is at or before `now` (at most `limit`): what the
+    /// sweep releases.
+    async fn expired_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<Transfer>, DomainError>;
+
     /// Transfers touching an account (debit or credit), newest first.
     async fn list_account_transfers(
         &self,
@@ -312,6 +337,7 @@ mod tests {
             expect: None,
             open: None,
             requires: None,
+            holds: Vec::new(),
         }
     }
 

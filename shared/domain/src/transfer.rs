@@ -17,6 +17,8 @@ pub enum TransferStatus {
     Pending,
     Posted,
     Voided,
+    /// A hold past its `expires_at`, released.
+    Expired,
 }
 
 impl TransferStatus {
@@ -25,6 +27,7 @@ impl TransferStatus {
             TransferStatus::Pending => "pending",
             TransferStatus::Posted => "posted",
             TransferStatus::Voided => "voided",
+            TransferStatus::Expired => "expired",
         }
     }
 
@@ -33,6 +36,7 @@ impl TransferStatus {
             "pending" => Some(TransferStatus::Pending),
             "posted" => Some(TransferStatus::Posted),
             "voided" => Some(TransferStatus::Voided),
+            "expired" => Some(TransferStatus::Expired),
             _ => None,
         }
     }
@@ -65,7 +69,58 @@ pub struct Transfer {
     /// When the transfer posted (the moment its money moved); `None` while pending or
     /// voided. Analytics periods are taken from it.
     pub posted_at: Option<Timestamp>,
+    /// When a hold expires: from this instant on it is released, whether or not storage
+    /// has caught up (SPEC §6).
+    pub expires_at: Option<Timestamp>,
     pub version: u64,
+}
+
+impl Transfer {
+    /// The status at `now`: a pending hold past its `expires_at` is expired.
+    pub fn status_at(&self, now: Timestamp) -> TransferStatus {
+        match (self.status, self.expires_at) {
+            (TransferStatus::Pending, Some(at)) if at <= now => TransferStatus::Expired,
+            (status, _) => status,
+        }
+    }
+
+    /// The entry each side's account keeps while this hold may expire.
+    fn held_entries(&self) -> Option<[HeldEntry; 2]> {
+        let expires_at = self.expires_at?;
+        let entry = |debit, other| HeldEntry {
+            transfer_id: self.id,
+            amount: self.amount.value(),
+            expires_at,
+            debit,
+            other,
+        };
+        Some([entry(true, self.credit_account_id), entry(false, self.debit_account_id)])
+    }
+}
+
+/// Shortest and longest `expires_in` of a hold, in seconds (SPEC §6).
+pub const EXPIRES_IN_MIN: u32 = 60;
+pub const EXPIRES_IN_MAX: u32 = 2_592_000;
+
+/// A hold that may expire, as each of its accounts keeps it: an account's balances as
+/// stored still count it until it is released, and reads subtract it from `expires_at`
+/// on (see [`Account::at`](crate::account::Account::at)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldEntry {
+    pub transfer_id: TransferId,
+    pub amount: Decimal,
+    pub expires_at: Timestamp,
+    /// Whether this account is the hold's debit side.
+    pub debit: bool,
+    /// The account on the other side.
+    pub other: AccountId,
+}
+
+/// A change to an account's expiring holds, made with its balance change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldChange {
+    Add(HeldEntry),
+    Remove(TransferId),
 }
 
 /// A validated `POST /v1/transfers`.
@@ -76,6 +131,8 @@ pub struct NewTransfer {
     pub amount: Amount,
     pub currency: Currency,
     pub pending: bool,
+    /// Seconds until a hold expires ([`EXPIRES_IN_MIN`] to [`EXPIRES_IN_MAX`]).
+    pub expires_in: Option<u32>,
     pub description: Option<String>,
     pub metadata: Metadata,
 }
@@ -116,6 +173,8 @@ pub struct AccountDelta {
     /// The lifecycle status the account must have when the write lands, checked by the
     /// store's conditions (SPEC §6): a freeze or close that lands first refuses the write.
     pub requires: Option<Requires>,
+    /// Expiring holds this change adds to or removes from the account.
+    pub holds: Vec<HoldChange>,
 }
 
 /// What a movement needs of an account's lifecycle status.
@@ -171,6 +230,7 @@ impl AccountDelta {
             expect: None,
             open: None,
             requires: None,
+            holds: Vec::new(),
         }
     }
 
@@ -316,6 +376,12 @@ pub(crate) fn transfer_between(
     let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
     d.expect = Some(debit);
     c.expect = Some(credit);
+    let expires_at = match (request.pending, request.expires_in) {
+        (true, Some(seconds)) => {
+            Timestamp::from_unix_ms(now.unix_ms().saturating_add(i64::from(seconds).saturating_mul(1000)))
+        }
+        _ => None,
+    };
     let (status, posted_amount) = if request.pending {
         d.pending_debits = a;
         c.pending_credits = a;
@@ -344,8 +410,13 @@ pub(crate) fn transfer_between(
         created_at: now,
         updated_at: now,
         posted_at: (status == TransferStatus::Posted).then_some(now),
+        expires_at,
         version: 1,
     };
+    if let Some([debit_entry, credit_entry]) = transfer.held_entries() {
+        d.holds.push(HoldChange::Add(debit_entry));
+        c.holds.push(HoldChange::Add(credit_entry));
+    }
     (transfer, [d, c])
 }
 
@@ -380,6 +451,10 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
                 action: "post",
             })
         }
+        TransferStatus::Expired => return Err(DomainError::HoldExpired),
+        TransferStatus::Pending if transfer.status_at(now) == TransferStatus::Expired => {
+            return Err(DomainError::HoldExpired)
+        }
         TransferStatus::Pending => {}
     }
     let post = amount.unwrap_or(transfer.amount);
@@ -402,6 +477,7 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     c.pending_credits = minus(held);
     c.posted = p;
     c.requires = Some(Requires::NotClosed);
+    forget_hold(transfer, &mut d, &mut c);
     let mut next = transfer.clone();
     next.status = TransferStatus::Posted;
     next.posted_amount = post;
@@ -411,10 +487,18 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     Ok(Transition::Apply(Box::new(next), [d, c]))
 }
 
-/// Releases a pending transfer's hold.
+/// Releases a pending transfer's hold. An expired hold is answered unchanged; one past
+/// its `expires_at` that storage still holds is released as expired, as the sweep would.
 pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, DomainError> {
     match transfer.status {
-        TransferStatus::Voided => return Ok(Transition::Unchanged),
+        TransferStatus::Voided | TransferStatus::Expired => return Ok(Transition::Unchanged),
+        TransferStatus::Pending if transfer.status_at(now) == TransferStatus::Expired => {
+            return Ok(
+                expire_hold(transfer, now)?.map_or(Transition::Unchanged, |(next, deltas)| {
+                    Transition::Apply(Box::new(next), deltas)
+                }),
+            )
+        }
         TransferStatus::Posted => {
             return Err(DomainError::InvalidTransition {
                 from: "posted",
@@ -428,6 +512,7 @@ pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, D
     let mut c = AccountDelta::new(transfer.credit_account_id);
     d.pending_debits = minus(held);
     c.pending_credits = minus(held);
+    forget_hold(transfer, &mut d, &mut c);
     let mut next = transfer.clone();
     next.status = TransferStatus::Voided;
     next.updated_at = now;
@@ -528,6 +613,7 @@ pub fn plan_reversal(
         created_at: now,
         updated_at: now,
         posted_at: Some(now),
+        expires_at: None,
         version: 1,
     };
     Ok(Reversal {
@@ -535,6 +621,76 @@ pub fn plan_reversal(
         reversal,
         deltas: [d, c],
     })
+}
+
+/// A resolved hold leaves the expiring holds of both its accounts.
+fn forget_hold(transfer: &Transfer, d: &mut AccountDelta, c: &mut AccountDelta) {
+    if transfer.expires_at.is_some() {
+        d.holds.push(HoldChange::Remove(transfer.id));
+        c.holds.push(HoldChange::Remove(transfer.id));
+    }
+}
+
+/// Releases a hold past its `expires_at` in storage: the transfer becomes `expired` and
+/// both accounts stop counting it. `None` unless the hold is pending and expired at
+/// `now`. The write is made once: its transfer update is conditioned on the version it
+/// read, and payment holds never expire.
+pub fn expire_hold(transfer: &Transfer, now: Timestamp) -> Result<Option<(Transfer, [AccountDelta; 2])>, DomainError> {
+    if transfer.status != TransferStatus::Pending || transfer.status_at(now) != TransferStatus::Expired {
+        return Ok(None);
+    }
+    let held = transfer.amount.value();
+    let mut d = AccountDelta::new(transfer.debit_account_id);
+    let mut c = AccountDelta::new(transfer.credit_account_id);
+    d.pending_debits = minus(held);
+    c.pending_credits = minus(held);
+    forget_hold(transfer, &mut d, &mut c);
+    let mut next = transfer.clone();
+    next.status = TransferStatus::Expired;
+    next.updated_at = now;
+    next.version = next_version(transfer.version)?;
+    Ok(Some((next, [d, c])))
+}
+
+/// The release, in storage, of the holds of `account` past their `expires_at`
+/// (`debits_only`: only those it is the debit side of, which are what its cover needs):
+/// the transfers to mark expired and the balance changes of both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Release {
+    pub expired: Vec<TransferId>,
+    /// This account's changes, then the other sides'.
+    pub own: Vec<AccountDelta>,
+    pub others: Vec<AccountDelta>,
+}
+
+/// Most holds one write releases besides its own change, keeping it well inside
+/// DynamoDB's 100 actions per transaction.
+pub const RELEASES_MAX: usize = 16;
+
+pub fn release_expired(account: &Account, now: Timestamp, debits_only: bool) -> Release {
+    let mut release = Release::default();
+    for entry in account
+        .expired_holds(now)
+        .filter(|e| e.debit || !debits_only)
+        .take(RELEASES_MAX)
+    {
+        let mut own = AccountDelta::new(account.id);
+        let mut other = AccountDelta::new(entry.other);
+        let released = minus(entry.amount);
+        if entry.debit {
+            own.pending_debits = released;
+            other.pending_credits = released;
+        } else {
+            own.pending_credits = released;
+            other.pending_debits = released;
+        }
+        own.holds.push(HoldChange::Remove(entry.transfer_id));
+        other.holds.push(HoldChange::Remove(entry.transfer_id));
+        release.expired.push(entry.transfer_id);
+        release.own.push(own);
+        release.others.push(other);
+    }
+    release
 }
 
 /// Applies a delta to an account as the store will (used by the in-memory store and the
@@ -550,6 +706,12 @@ pub fn apply_delta(account: &mut Account, delta: &AccountDelta) -> Result<(), Do
         .pending_credits
         .checked_add(delta.pending_credits)
         .ok_or(DomainError::Overflow)?;
+    for change in &delta.holds {
+        match change {
+            HoldChange::Add(entry) => account.holds.push(entry.clone()),
+            HoldChange::Remove(id) => account.holds.retain(|e| e.transfer_id != *id),
+        }
+    }
     account.version = next_version(account.version)?;
     Ok(())
 }

@@ -75,6 +75,14 @@ impl LedgerStore for Faulty {
     ) -> Result<Page<Transfer, TransferId>, DomainError> {
         self.inner.list_account_transfers(tenant, account, limit, before).await
     }
+
+    async fn expired_holds(
+        &self,
+        now: fintx_domain::clock::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Transfer>, DomainError> {
+        self.inner.expired_holds(now, limit).await
+    }
 }
 
 fn app(store: Arc<Faulty>) -> transactions::App {

@@ -7,6 +7,7 @@ mod architecture;
 mod batches;
 mod encryption;
 mod events;
+mod expiry;
 mod footprint;
 mod ledger;
 mod ledger_faults;

@@ -127,6 +127,7 @@ fn one_sided_write(account: AccountId) -> LedgerWrite {
             expect: None,
             open: None,
             requires: None,
+            holds: Vec::new(),
         }],
         ..LedgerWrite::default()
     }
