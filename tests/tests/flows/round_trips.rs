@@ -357,3 +357,36 @@ async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
     );
     assert_eq!(api.balance(&customer).await["posted"], "109.00");
 }
+
+/// A payment out of its own clearing account, or a deposit into it, would move one item
+/// twice in one transaction, which DynamoDB refuses outright: such a request is not
+/// planned, and the read names the rule.
+#[tokio::test]
+async fn a_clearing_account_named_against_itself_is_refused_not_failed() {
+    let c = counted().await;
+    let api = Api::new(&c.transactions, "t1");
+    let customer = api.open("USD", "100").await;
+    let pay = |account: &str| {
+        json!({"account_id": account, "amount": "1", "currency": "USD", "connector": "demo-bank",
+               "counterparty": {"name": "Ada Lovelace"}})
+    };
+    let first = api.post("/v1/payments", pay(&customer), &key()).await;
+    let transfer = api
+        .get(&format!("/v1/transfers/{}", first.body["transfer_id"].as_str().unwrap()))
+        .await;
+    let clearing = transfer.body["credit_account_id"].as_str().unwrap().to_owned();
+    c.counter.reset();
+    api.post("/v1/payments", pay(&clearing), &key())
+        .await
+        .assert_problem(422, "clearing_account");
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "read first, the refusal recorded");
+    // demo-bank serves t1 alone, so deposits are planned: not this one.
+    let deposit = json!({"type": "deposit.received", "data": {"account_id": clearing, "amount": "1",
+        "currency": "USD", "bank_reference": "ref-self"}});
+    assert_eq!(
+        deliver(&c.webhooks, &deposit, "msg_self_deposit").await,
+        json!({"outcome": "rejected", "code": "not_found"})
+    );
+    assert_eq!(c.counter.take(), calls(&[READ, WRITE]));
+    assert_eq!(api.balance(&clearing).await["pending_credits"], "1.00");
+}
