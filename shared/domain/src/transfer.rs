@@ -487,17 +487,13 @@ pub fn post_pending(transfer: &Transfer, amount: Option<Amount>, now: Timestamp)
     Ok(Transition::Apply(Box::new(next), [d, c]))
 }
 
-/// Releases a pending transfer's hold. An expired hold is answered unchanged; one past
-/// its `expires_at` that storage still holds is released as expired, as the sweep would.
+/// Releases a pending transfer's hold. An expired hold, released in storage or not yet,
+/// is answered unchanged (SPEC §6): it already counts nowhere, and the sweep releases it.
 pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, DomainError> {
     match transfer.status {
         TransferStatus::Voided | TransferStatus::Expired => return Ok(Transition::Unchanged),
         TransferStatus::Pending if transfer.status_at(now) == TransferStatus::Expired => {
-            return Ok(
-                expire_hold(transfer, now)?.map_or(Transition::Unchanged, |(next, deltas)| {
-                    Transition::Apply(Box::new(next), deltas)
-                }),
-            )
+            return Ok(Transition::Unchanged)
         }
         TransferStatus::Posted => {
             return Err(DomainError::InvalidTransition {

@@ -372,14 +372,21 @@ async fn a_clearing_account_named_against_itself_is_refused_not_failed() {
     };
     let first = api.post("/v1/payments", pay(&customer), &key()).await;
     let transfer = api
-        .get(&format!("/v1/transfers/{}", first.body["transfer_id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/transfers/{}",
+            first.body["transfer_id"].as_str().unwrap()
+        ))
         .await;
     let clearing = transfer.body["credit_account_id"].as_str().unwrap().to_owned();
     c.counter.reset();
     api.post("/v1/payments", pay(&clearing), &key())
         .await
         .assert_problem(422, "clearing_account");
-    assert_eq!(c.counter.take(), calls(&[READ, WRITE]), "read first, the refusal recorded");
+    assert_eq!(
+        c.counter.take(),
+        calls(&[READ, WRITE]),
+        "read first, the refusal recorded"
+    );
     // demo-bank serves t1 alone, so deposits are planned: not this one.
     let deposit = json!({"type": "deposit.received", "data": {"account_id": clearing, "amount": "1",
         "currency": "USD", "bank_reference": "ref-self"}});
