@@ -151,23 +151,22 @@ const fn entry(method: &'static str, path: &'static str, scope: Scope, handler: 
     }
 }
 
-/// The route a request's method and path name, with its `{id}` segment if any.
+/// The route a request's method and path name, with its `{id}` segment if any. Matched
+/// segment by segment without allocating: this runs on every request.
 pub fn find_route<'a>(method: &str, path: &'a str) -> Option<(&'static Route, Option<&'a str>)> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let path = path.trim_end_matches('/');
     ROUTES.iter().filter(|r| r.method == method).find_map(|r| {
-        let pattern: Vec<&str> = r.path.split('/').skip(1).collect();
-        if pattern.len() != segments.len() {
-            return None;
-        }
         let mut id = None;
-        for (p, s) in pattern.iter().zip(&segments) {
-            match *p {
-                "{id}" => id = Some(*s),
-                literal if literal == *s => {}
+        let mut wanted = r.path.split('/');
+        let mut given = path.split('/');
+        loop {
+            match (wanted.next(), given.next()) {
+                (None, None) => return Some((r, id)),
+                (Some("{id}"), Some(segment)) => id = Some(segment),
+                (Some(literal), Some(segment)) if literal == segment => {}
                 _ => return None,
             }
         }
-        Some((r, id))
     })
 }
 
