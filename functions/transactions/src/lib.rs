@@ -151,23 +151,24 @@ const fn entry(method: &'static str, path: &'static str, scope: Scope, handler: 
     }
 }
 
-/// The route a request's method and path name, with its `{id}` segment if any. Matched
-/// segment by segment without allocating: this runs on every request.
+/// The route a request's method and path name, with its `{id}` segment if any. Compared
+/// as strings around the one `{id}` a pattern may hold, without splitting or allocating:
+/// this runs on every request.
 pub fn find_route<'a>(method: &str, path: &'a str) -> Option<(&'static Route, Option<&'a str>)> {
     let path = path.trim_end_matches('/');
-    ROUTES.iter().filter(|r| r.method == method).find_map(|r| {
-        let mut id = None;
-        let mut wanted = r.path.split('/');
-        let mut given = path.split('/');
-        loop {
-            match (wanted.next(), given.next()) {
-                (None, None) => return Some((r, id)),
-                (Some("{id}"), Some(segment)) => id = Some(segment),
-                (Some(literal), Some(segment)) if literal == segment => {}
-                _ => return None,
-            }
-        }
-    })
+    ROUTES
+        .iter()
+        .filter(|r| r.method == method)
+        .find_map(|r| route_matches(r.path, path).map(|id| (r, id)))
+}
+
+fn route_matches<'a>(pattern: &str, path: &'a str) -> Option<Option<&'a str>> {
+    let Some((before, after)) = pattern.split_once("{id}") else {
+        return (pattern == path).then_some(None);
+    };
+    let rest = path.strip_prefix(before)?;
+    let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    (tail == after).then_some(Some(id))
 }
 
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainError> {
