@@ -106,10 +106,10 @@ api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account
 api POST "/v1/accounts/$customer_id/unfreeze" | field "['status']" | sed 's/^/   unfrozen: /'
 balances "$customer_id"
 
-echo "-- lower the operating account's overdraft limit under its version (a stale version is refused)"
+echo "-- lower the operating account's overdraft limit to 80 under its version (a stale version is refused)"
 version=$(api GET "/v1/accounts/$operating_id" | field "['version']")
-api PATCH "/v1/accounts/$operating_id" "{\"version\":$((version - 1)),\"overdraft_limit\":\"50\"}" | field "['code']" | sed 's/^/   with an old version: /'
-api PATCH "/v1/accounts/$operating_id" "{\"version\":$version,\"overdraft_limit\":\"50\"}" | field "['overdraft_limit']" | sed 's/^/   new limit: /'
+api PATCH "/v1/accounts/$operating_id" "{\"version\":$((version - 1)),\"overdraft_limit\":\"80\"}" | field "['code']" | sed 's/^/   with an old version: /'
+api PATCH "/v1/accounts/$operating_id" "{\"version\":$version,\"overdraft_limit\":\"80\"}" | field "['overdraft_limit']" | sed 's/^/   new limit: /'
 
 echo "-- exchange 10.00 USD for 9.20 EUR through the tenant's own FX accounts: one batch, all or nothing"
 fx_usd=$(api POST /v1/accounts '{"currency":"USD","name":"FX USD"}' | field "['id']")
