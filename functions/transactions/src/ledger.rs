@@ -355,15 +355,26 @@ pub fn payment_view(p: &Payment) -> Value {
 
 // --------------------------------------------------------------------------- routes
 
+/// A money-moving POST's JSON object and its idempotency key (required), fingerprinted for
+/// `route`. Errors come in SPEC order: the body's type and size, the missing key, the JSON.
+fn keyed_object(
+    request: &Request,
+    caller: &Principal,
+    route: &str,
+) -> Result<(JsonObject, Option<Idempotency>), DomainError> {
+    let body = json_body(request, BODY_MAX_BYTES)?;
+    let key = idempotency_key(request, true)?;
+    let object = JsonObject::parse(body)?;
+    let idem = key.map(|key| Idempotency::new(caller, route, &key, &object.canonical()));
+    Ok((object, idem))
+}
+
 pub(crate) async fn create_transfer(
     app: &App,
     caller: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    let body = json_body(request, BODY_MAX_BYTES)?;
-    let key = idempotency_key(request, true)?;
-    let object = JsonObject::parse(body)?;
-    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfers", &key, &object.canonical()));
+    let (object, idem) = keyed_object(request, caller, "POST /v1/transfers")?;
     let command = NewTransfer::try_from(TransferBody::try_from(object)?)?;
     let now = system::now();
     let id = TransferId::from_ulid(system::new_ulid(now));
@@ -418,10 +429,7 @@ pub(crate) async fn create_batch(
     caller: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    let body = json_body(request, BODY_MAX_BYTES)?;
-    let key = idempotency_key(request, true)?;
-    let object = JsonObject::parse(body)?;
-    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/transfer-batches", &key, &object.canonical()));
+    let (object, idem) = keyed_object(request, caller, "POST /v1/transfer-batches")?;
     let requests = Vec::<NewTransfer>::try_from(BatchBody::try_from(object)?)?;
     let now = system::now();
     let batch_id = BatchId::from_ulid(system::new_ulid(now));
@@ -698,10 +706,7 @@ pub(crate) async fn create_payment(
     caller: &Principal,
     request: &Request,
 ) -> Result<Response<Body>, DomainError> {
-    let body = json_body(request, BODY_MAX_BYTES)?;
-    let key = idempotency_key(request, true)?;
-    let o = JsonObject::parse(body)?;
-    let idem = key.map(|key| Idempotency::new(caller, "POST /v1/payments", &key, &o.canonical()));
+    let (o, idem) = keyed_object(request, caller, "POST /v1/payments")?;
     let PaymentRequest {
         account_id,
         amount,

@@ -503,6 +503,17 @@ pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, D
         }
         TransferStatus::Pending => {}
     }
+    let (next, deltas) = release(transfer, TransferStatus::Voided, now)?;
+    Ok(Transition::Apply(Box::new(next), deltas))
+}
+
+/// A pending hold released, as `to` (voided or expired): its amount leaves both accounts'
+/// pending balances and their expiring holds.
+fn release(
+    transfer: &Transfer,
+    to: TransferStatus,
+    now: Timestamp,
+) -> Result<(Transfer, [AccountDelta; 2]), DomainError> {
     let held = transfer.amount.value();
     let mut d = AccountDelta::new(transfer.debit_account_id);
     let mut c = AccountDelta::new(transfer.credit_account_id);
@@ -510,10 +521,10 @@ pub fn void_pending(transfer: &Transfer, now: Timestamp) -> Result<Transition, D
     c.pending_credits = minus(held);
     forget_hold(transfer, &mut d, &mut c);
     let mut next = transfer.clone();
-    next.status = TransferStatus::Voided;
+    next.status = to;
     next.updated_at = now;
     next.version = next_version(transfer.version)?;
-    Ok(Transition::Apply(Box::new(next), [d, c]))
+    Ok((next, [d, c]))
 }
 
 /// Reverses `amount` (default: all that is still reversible) of a posted transfer with a
@@ -635,17 +646,7 @@ pub fn expire_hold(transfer: &Transfer, now: Timestamp) -> Result<Option<(Transf
     if transfer.status != TransferStatus::Pending || transfer.status_at(now) != TransferStatus::Expired {
         return Ok(None);
     }
-    let held = transfer.amount.value();
-    let mut d = AccountDelta::new(transfer.debit_account_id);
-    let mut c = AccountDelta::new(transfer.credit_account_id);
-    d.pending_debits = minus(held);
-    c.pending_credits = minus(held);
-    forget_hold(transfer, &mut d, &mut c);
-    let mut next = transfer.clone();
-    next.status = TransferStatus::Expired;
-    next.updated_at = now;
-    next.version = next_version(transfer.version)?;
-    Ok(Some((next, [d, c])))
+    release(transfer, TransferStatus::Expired, now).map(Some)
 }
 
 /// The release, in storage, of the holds of `account` past their `expires_at`
