@@ -638,3 +638,76 @@ pub fn key() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("key-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// DynamoDB operations as [`CallCounter`] records them.
+pub const WRITE: &str = "TransactWriteItems";
+pub const READ: &str = "TransactGetItems";
+
+/// The operations a counter should have seen, in order.
+pub fn calls(expected: &[&str]) -> Vec<String> {
+    expected.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The webhook secret of `demo-bank` on a [`Counted`] stack (a test value).
+pub const COUNTED_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A fresh stack whose functions share one DynamoDB store, every call of which a counter
+/// records: for asserting the exact round trips of each request.
+pub struct Counted {
+    pub stack: Stack,
+    pub counter: CallCounter,
+    pub store: Arc<DynamoStore>,
+    pub transactions: Arc<transactions::App>,
+    /// bank-webhooks with `demo-bank` serving tenant `t1` alone (so deposits are planned).
+    pub webhooks: bank_webhooks::App,
+}
+
+impl Counted {
+    pub async fn new() -> Counted {
+        let stack = Stack::fresh().await;
+        let counter = CallCounter::default();
+        let store = Arc::new(DynamoStore::new(
+            stack.counted_dynamo(&counter).await,
+            stack.tables.clone(),
+        ));
+        let mut transactions = stack.transactions_app();
+        transactions.store = store.clone();
+        Counted {
+            webhooks: webhooks_serving(&stack, &store, &["t1"]).await,
+            stack,
+            counter,
+            store,
+            transactions: Arc::new(transactions),
+        }
+    }
+
+    /// A fresh bank-webhooks environment on this store, `demo-bank` serving `tenants`.
+    pub async fn webhooks_serving(&self, tenants: &[&str]) -> bank_webhooks::App {
+        webhooks_serving(&self.stack, &self.store, tenants).await
+    }
+
+    /// A fresh transactions environment on this store: it remembers nothing yet.
+    pub fn fresh_transactions(&self) -> transactions::App {
+        let mut app = self.stack.transactions_app();
+        app.store = self.store.clone();
+        app
+    }
+}
+
+/// Delivers a `demo-bank` webhook signed with [`COUNTED_SECRET`] and returns its answer.
+pub async fn deliver(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
+    let text = body.to_string();
+    let headers = sign_webhook("standard-webhooks", COUNTED_SECRET, &text, Some(id), None);
+    let r = reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
+}
+
+async fn webhooks_serving(stack: &Stack, store: &Arc<DynamoStore>, tenants: &[&str]) -> bank_webhooks::App {
+    let config = json!({"connectors": {
+        "demo-bank": {"scheme": "standard-webhooks", "secrets": [COUNTED_SECRET], "tenants": tenants},
+    }});
+    let mut webhooks = stack.webhooks_app(&config).await;
+    webhooks.store = store.clone();
+    webhooks
+}

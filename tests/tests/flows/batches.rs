@@ -2,28 +2,13 @@
 //! `TransactWriteItems`, applied in order, a refusal naming the transfer's `index`, an
 //! exchange between two currencies, and the largest batch DynamoDB's 100 actions allow.
 
-use std::sync::Arc;
-
-use fintx_tests::{key, Api, CallCounter, Stack};
+use fintx_tests::{calls, key, Api, Counted, READ, WRITE};
 use serde_json::{json, Value};
 
-const WRITE: &str = "TransactWriteItems";
-const READ: &str = "TransactGetItems";
-
-fn calls(expected: &[&str]) -> Vec<String> {
-    expected.iter().map(|s| (*s).to_owned()).collect()
-}
-
-async fn counted() -> (Stack, CallCounter, transactions::App) {
-    let stack = Stack::fresh().await;
-    let counter = CallCounter::default();
-    let store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
-        stack.counted_dynamo(&counter).await,
-        stack.tables.clone(),
-    ));
-    let mut app = stack.transactions_app();
-    app.store = store;
-    (stack, counter, app)
+async fn counted() -> (Counted, fintx_tests::CallCounter, std::sync::Arc<transactions::App>) {
+    let c = Counted::new().await;
+    let (counter, app) = (c.counter.clone(), c.transactions.clone());
+    (c, counter, app)
 }
 
 fn t(debit: &str, credit: &str, amount: &str, currency: &str) -> Value {

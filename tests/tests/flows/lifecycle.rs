@@ -3,56 +3,11 @@
 //! without a read is refused by the store when the account was frozen or closed), and the
 //! exact DynamoDB calls each route sends.
 
-use std::sync::Arc;
-
-use fintx_tests::{key, reply, sign_webhook, webhook_event, Api, CallCounter, Stack};
+use fintx_tests::{calls, deliver, key, Api, Counted, READ, WRITE};
 use serde_json::{json, Value};
 
-const WRITE: &str = "TransactWriteItems";
-const READ: &str = "TransactGetItems";
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn calls(expected: &[&str]) -> Vec<String> {
-    expected.iter().map(|s| (*s).to_owned()).collect()
-}
-
-struct Counted {
-    stack: Stack,
-    counter: CallCounter,
-    store: Arc<fintx_adapters::dynamo::DynamoStore>,
-    transactions: Arc<transactions::App>,
-    webhooks: bank_webhooks::App,
-}
-
 async fn counted() -> Counted {
-    let stack = Stack::fresh().await;
-    let counter = CallCounter::default();
-    let store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
-        stack.counted_dynamo(&counter).await,
-        stack.tables.clone(),
-    ));
-    let mut transactions = stack.transactions_app();
-    transactions.store = store.clone();
-    let config = json!({"connectors": {
-        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["t1"]},
-    }});
-    let mut webhooks = stack.webhooks_app(&config).await;
-    webhooks.store = store.clone();
-    Counted {
-        stack,
-        counter,
-        store,
-        transactions: Arc::new(transactions),
-        webhooks,
-    }
-}
-
-async fn deliver(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
-    let text = body.to_string();
-    let headers = sign_webhook("standard-webhooks", SECRET, &text, Some(id), None);
-    let r = reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.body
+    Counted::new().await
 }
 
 async fn status_change(api: &Api<'_>, account: &str, change: &str, key: &str) -> fintx_tests::Reply {
@@ -112,11 +67,7 @@ async fn a_frozen_account_refuses_debits_and_posting_but_takes_credits_and_voids
         .await
         .assert_problem(422, "account_frozen");
     // Another environment, which never saw the hold, reads it first.
-    let fresh_env = {
-        let mut app = c.stack.transactions_app();
-        app.store = c.store.clone();
-        app
-    };
+    let fresh_env = c.fresh_transactions();
     Api::new(&fresh_env, "t1")
         .post(&format!("/v1/transfers/{hold_id}/post"), json!({}), &key())
         .await
@@ -405,14 +356,7 @@ async fn a_redelivered_deposit_to_an_account_closed_since_is_a_duplicate() {
     let other = api.open("USD", "0").await;
     // A connector serving two tenants, in a fresh environment each time: it reads the
     // account before it decides.
-    let config = json!({"connectors": {
-        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["t1", "t2"]},
-    }});
-    let fresh = || async {
-        let mut app = c.stack.webhooks_app(&config).await;
-        app.store = c.store.clone();
-        app
-    };
+    let fresh = || c.webhooks_serving(&["t1", "t2"]);
     let deposit = |reference: &str| {
         json!({"type": "deposit.received", "data": {"account_id": acct, "amount": "5",
             "currency": "USD", "bank_reference": reference}})

@@ -9,54 +9,11 @@
 //! environment that wrote or read it lately plans from what it remembers (one write, its
 //! version condition catching a stale memory); another environment reads it first.
 
-use std::sync::Arc;
-
-use fintx_tests::{key, reply, sign_webhook, webhook_event, Api, CallCounter, Stack};
-use serde_json::{json, Value};
-
-const WRITE: &str = "TransactWriteItems";
-const READ: &str = "TransactGetItems";
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn calls(expected: &[&str]) -> Vec<String> {
-    expected.iter().map(|s| (*s).to_owned()).collect()
-}
-
-struct Counted {
-    stack: Stack,
-    counter: CallCounter,
-    transactions: transactions::App,
-    webhooks: bank_webhooks::App,
-}
+use fintx_tests::{calls, deliver, key, Api, Counted, READ, WRITE};
+use serde_json::json;
 
 async fn counted() -> Counted {
-    let stack = Stack::fresh().await;
-    let counter = CallCounter::default();
-    let store = Arc::new(fintx_adapters::dynamo::DynamoStore::new(
-        stack.counted_dynamo(&counter).await,
-        stack.tables.clone(),
-    ));
-    let mut transactions = stack.transactions_app();
-    transactions.store = store.clone();
-    let config = json!({"connectors": {
-        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["t1"]},
-    }});
-    let mut webhooks = stack.webhooks_app(&config).await;
-    webhooks.store = store;
-    Counted {
-        stack,
-        counter,
-        transactions,
-        webhooks,
-    }
-}
-
-async fn deliver(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
-    let text = body.to_string();
-    let headers = sign_webhook("standard-webhooks", SECRET, &text, Some(id), None);
-    let r = reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.body
+    Counted::new().await
 }
 
 #[tokio::test]
@@ -299,11 +256,7 @@ async fn a_payment_costs_one_write_and_opens_its_clearing_account_in_it() {
 
     // A connector serving every tenant learns whose the account is from its first
     // deposit there; the next deposit to it is planned.
-    let config = json!({"connectors": {
-        "demo-bank": {"scheme": "standard-webhooks", "secrets": [SECRET], "tenants": ["*"]},
-    }});
-    let mut shared = c.stack.webhooks_app(&config).await;
-    shared.store = c.transactions.store.clone();
+    let shared = c.webhooks_serving(&["*"]).await;
     c.counter.reset();
     assert_eq!(
         deliver(&shared, &deposit("ref-rt-3", "1", "USD"), "msg_rt_dep_3").await,
