@@ -11,15 +11,8 @@ use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::AccountId;
 use fintx_domain::ports::{AccountStore, LedgerStore, Reads};
-use fintx_tests::{key, Api, CallCounter, Stack};
+use fintx_tests::{calls, key, Api, CallCounter, Stack, READ, WRITE};
 use serde_json::json;
-
-const WRITE: &str = "TransactWriteItems";
-const READ: &str = "TransactGetItems";
-
-fn calls(expected: &[&str]) -> Vec<String> {
-    expected.iter().map(|s| (*s).to_owned()).collect()
-}
 
 struct Clocked {
     _stack: Stack,
