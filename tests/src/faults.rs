@@ -351,6 +351,22 @@ impl LedgerStore for FaultyStore {
         self.inner.list_events(tenant, outcome, limit, before).await
     }
 
+    async fn account_entries(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        range: &fintx_domain::statement::EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Page<fintx_domain::statement::Entry, fintx_domain::statement::Position>, DomainError> {
+        if self.crashed() {
+            return Err(DomainError::Unavailable);
+        }
+        if self.draw_read_failure() {
+            return Err(LOST);
+        }
+        self.inner.account_entries(tenant, account, range, limit).await
+    }
+
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,

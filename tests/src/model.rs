@@ -106,9 +106,90 @@ pub struct Account {
     pub posted: Minor,
     pub pending_debits: Minor,
     pub pending_credits: Minor,
+    /// When it was opened (virtual ms).
+    pub created_ms: i64,
+    /// Every change of its balances, in the order it was applied.
+    pub history: Vec<Change>,
+}
+
+/// One change of an account's balances by one transfer: its creation, or (`resolved`)
+/// its hold posting, voided or expiring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub at_ms: i64,
+    pub transfer: String,
+    pub resolved: bool,
+    pub posted: Minor,
+    pub pending_debits: Minor,
+    pub pending_credits: Minor,
+}
+
+/// A statement line: when, which transfer, how much the posted balance moved and what
+/// it was after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub at_ms: i64,
+    pub transfer: String,
+    pub posted: Minor,
+    pub posted_after: Minor,
 }
 
 impl Account {
+    /// A customer account opened at `created_ms`.
+    pub fn opened(id: String, tenant: String, currency: &'static str, limit: Minor, created_ms: i64) -> Self {
+        Account {
+            id,
+            tenant,
+            currency,
+            kind: Kind::Customer,
+            status: Lifecycle::Open,
+            limit,
+            posted: 0,
+            pending_debits: 0,
+            pending_credits: 0,
+            created_ms,
+            history: Vec::new(),
+        }
+    }
+
+    /// Posted, pending debits and pending credits as they stood at `at_ms` (every change
+    /// at or before it); `None` before the account existed.
+    pub fn balance_at(&self, at_ms: i64) -> Option<(Minor, Minor, Minor)> {
+        if at_ms < self.created_ms {
+            return None;
+        }
+        Some(
+            self.history
+                .iter()
+                .filter(|c| c.at_ms <= at_ms)
+                .fold((0, 0, 0), |(p, d, c), x| {
+                    (p + x.posted, d + x.pending_debits, c + x.pending_credits)
+                }),
+        )
+    }
+
+    /// The statement: every change of the posted balance, newest first (by instant, then
+    /// transfer id, a creation before a resolution at one instant).
+    pub fn statement(&self) -> Vec<Line> {
+        let mut changes: Vec<&Change> = self.history.iter().filter(|c| c.posted != 0).collect();
+        changes.sort_by(|a, b| (a.at_ms, &a.transfer, a.resolved).cmp(&(b.at_ms, &b.transfer, b.resolved)));
+        let mut posted = 0;
+        let mut lines: Vec<Line> = changes
+            .into_iter()
+            .map(|c| {
+                posted += c.posted;
+                Line {
+                    at_ms: c.at_ms,
+                    transfer: c.transfer.clone(),
+                    posted: c.posted,
+                    posted_after: posted,
+                }
+            })
+            .collect();
+        lines.reverse();
+        lines
+    }
+
     pub fn available(&self) -> Minor {
         self.posted - self.pending_debits
     }
@@ -332,9 +413,13 @@ impl Model {
         if pending {
             self.accounts[debit].pending_debits += amount;
             self.accounts[credit].pending_credits += amount;
+            self.record(debit, now_ms, &id, false, [0, amount, 0]);
+            self.record(credit, now_ms, &id, false, [0, 0, amount]);
         } else {
             self.accounts[debit].posted -= amount;
             self.accounts[credit].posted += amount;
+            self.record(debit, now_ms, &id, false, [-amount, 0, 0]);
+            self.record(credit, now_ms, &id, false, [amount, 0, 0]);
         }
         self.transfers.push(Transfer {
             id,
@@ -354,17 +439,31 @@ impl Model {
         self.transfers.len() - 1
     }
 
+    /// Adds a change to an account's history.
+    fn record(&mut self, account: usize, at_ms: i64, transfer: &str, resolved: bool, [p, d, c]: [Minor; 3]) {
+        self.accounts[account].history.push(Change {
+            at_ms,
+            transfer: transfer.to_owned(),
+            resolved,
+            posted: p,
+            pending_debits: d,
+            pending_credits: c,
+        });
+    }
+
     pub fn post(&mut self, transfer: usize, amount: Minor, now_ms: i64) {
         let t = &mut self.transfers[transfer];
         let held = t.amount;
         t.status = Status::Posted;
         t.posted_amount = amount;
         t.posted_at_ms = Some(now_ms);
-        let (d, c) = (t.debit, t.credit);
+        let (d, c, id) = (t.debit, t.credit, t.id.clone());
         self.accounts[d].pending_debits -= held;
         self.accounts[c].pending_credits -= held;
         self.accounts[d].posted -= amount;
         self.accounts[c].posted += amount;
+        self.record(d, now_ms, &id, true, [-amount, -held, 0]);
+        self.record(c, now_ms, &id, true, [amount, 0, -held]);
     }
 
     /// From its `expires_at` on, a hold is expired: its amounts no longer count.
@@ -376,7 +475,9 @@ impl Model {
             })
             .collect();
         for i in due {
-            self.void(i);
+            // Released at the instant it expired, whenever that is noticed.
+            let at = self.transfers[i].expires_at_ms.unwrap_or(now_ms);
+            self.void(i, at);
             self.transfers[i].status = Status::Expired;
         }
     }
@@ -391,12 +492,14 @@ impl Model {
             .min()
     }
 
-    pub fn void(&mut self, transfer: usize) {
+    pub fn void(&mut self, transfer: usize, at_ms: i64) {
         let t = &mut self.transfers[transfer];
         t.status = Status::Voided;
-        let (d, c, held) = (t.debit, t.credit, t.amount);
+        let (d, c, held, id) = (t.debit, t.credit, t.amount, t.id.clone());
         self.accounts[d].pending_debits -= held;
         self.accounts[c].pending_credits -= held;
+        self.record(d, at_ms, &id, true, [0, -held, 0]);
+        self.record(c, at_ms, &id, true, [0, 0, -held]);
     }
 
     /// Reverses `amount` of a posted transfer with a new posted transfer the other way.
@@ -410,7 +513,15 @@ impl Model {
     }
 
     /// The clearing account of a tenant, connector and currency, created on first use.
-    pub fn clearing_account(&mut self, tenant: &str, connector: &str, currency: &'static str, id: String) -> usize {
+    /// The clearing account, opened by its first movement at `now_ms`.
+    pub fn clearing_account(
+        &mut self,
+        tenant: &str,
+        connector: &str,
+        currency: &'static str,
+        id: String,
+        now_ms: i64,
+    ) -> usize {
         let key = (tenant.to_owned(), connector.to_owned(), currency);
         if let Some(&index) = self.clearing.get(&key) {
             return index;
@@ -425,6 +536,8 @@ impl Model {
             posted: 0,
             pending_debits: 0,
             pending_credits: 0,
+            created_ms: now_ms,
+            history: Vec::new(),
         });
         let index = self.accounts.len() - 1;
         self.clearing.insert(key, index);

@@ -173,6 +173,15 @@ pub enum Op {
     },
     /// The scheduled sweep releasing expired holds in storage.
     Sweep,
+    /// An account's balance at an instant of its history, and its statement (within
+    /// bounds taken from its history, in pages of `limit % 4 + 1`).
+    History {
+        tenant: u8,
+        account: Pick,
+        at: Pick,
+        bounds: Pick,
+        limit: u8,
+    },
 }
 
 /// Draws a random operation.
@@ -185,7 +194,7 @@ pub fn random_op(rng: &mut Rng) -> Op {
         3..=8 => AmountText::Short(rng.below(20_000) as u32 + 1),
         _ => AmountText::Minor(rng.below(20_000) as u32 + 1),
     };
-    match rng.below(112) {
+    match rng.below(116) {
         0..=3 => Op::Open {
             tenant,
             currency: rng.below(4) as u8,
@@ -290,6 +299,13 @@ pub fn random_op(rng: &mut Rng) -> Op {
                     other_currency: rng.chance(40),
                 })
                 .collect(),
+        },
+        112..=115 => Op::History {
+            tenant,
+            account: pick(rng),
+            at: pick(rng),
+            bounds: pick(rng),
+            limit: rng.below(256) as u8,
         },
         _ => Op::Patch {
             tenant,
@@ -1321,7 +1337,7 @@ impl World {
                 let call = self.api(tenant, "POST", "/v1/transfer-batches".into(), Some(body));
                 Some((call, expect, effect))
             }
-            Op::Pump { .. } | Op::Patch { .. } | Op::Sweep => None,
+            Op::Pump { .. } | Op::Patch { .. } | Op::Sweep | Op::History { .. } => None,
         }
     }
 
@@ -1461,6 +1477,11 @@ impl World {
             self.patch_account(index, op, step_seed).await;
             return;
         }
+        if let Op::History { .. } = op {
+            self.history(index, op).await;
+            self.check_invariants(index).await;
+            return;
+        }
         let Some((call, expect, effect)) = self.render(op) else {
             return;
         };
@@ -1469,6 +1490,176 @@ impl World {
         self.apply(index, &effect, &expect, &answer).await;
         self.remember(&call, &expect, &answer);
         self.check_invariants(index).await;
+    }
+
+    /// Reads an account's balance at an instant and its statement, and compares both with
+    /// the model's history of the account (another tenant's account answers 404).
+    async fn history(&mut self, index: usize, op: &Op) {
+        let Op::History {
+            tenant,
+            account,
+            at,
+            bounds,
+            limit,
+        } = op
+        else {
+            return;
+        };
+        let tenant = TENANTS[*tenant as usize % 3];
+        let Some(a) = self.pick_account_for(tenant, *account, None) else {
+            return;
+        };
+        let account = self.model.accounts[a].clone();
+        let visible = account.tenant == tenant;
+        // Instants where the history changes, and just before them.
+        let mut instants: Vec<i64> = account
+            .history
+            .iter()
+            .flat_map(|c| [c.at_ms - 1, c.at_ms])
+            .chain([account.created_ms - 1, account.created_ms, self.now_ms])
+            .filter(|&t| t <= self.now_ms)
+            .collect();
+        instants.sort_unstable();
+        instants.dedup();
+        let pick = |p: Pick| instants[p as usize % instants.len()];
+        let text = |ms: i64| fintx_domain::clock::Timestamp::from_unix_ms(ms).unwrap().to_string();
+
+        let t = pick(*at);
+        let call = self.api(
+            tenant,
+            "GET",
+            format!("/v1/accounts/{}/balance?at={}", account.id, text(t)),
+            None,
+        );
+        let (answer, _) = self.send(&call).await;
+        let expected = match account.balance_at(t).filter(|_| visible) {
+            None => (404, json!("account_not_found")),
+            Some((posted, pending_debits, pending_credits)) => {
+                let e = account.exponent();
+                (
+                    200,
+                    json!({
+                        "posted": model::format_minor(posted, e),
+                        "pending_debits": model::format_minor(pending_debits, e),
+                        "pending_credits": model::format_minor(pending_credits, e),
+                        "available": model::format_minor(posted - pending_debits, e),
+                    }),
+                )
+            }
+        };
+        let found = match answer.status {
+            200 => answer.body.clone(),
+            _ => answer.body["code"].clone(),
+        };
+        if (answer.status, &found) != (expected.0, &expected.1) {
+            self.violation(
+                index,
+                format!(
+                    "balance of {} at {} answered {} {found}, the model says {} {}",
+                    account.id,
+                    text(t),
+                    answer.status,
+                    expected.0,
+                    expected.1
+                ),
+            );
+        }
+
+        // The statement, within bounds drawn from the history.
+        let (from, to) = match bounds % 4 {
+            0 => (None, None),
+            1 => (None, Some(pick(bounds / 4))),
+            2 => (Some(pick(bounds / 4)), None),
+            _ => {
+                let (x, y) = (pick(bounds / 4), pick(bounds / 64));
+                (Some(x.min(y)), Some(x.max(y)))
+            }
+        };
+        let expected: Vec<model::Line> = account
+            .statement()
+            .into_iter()
+            .filter(|l| from.is_none_or(|f| l.at_ms >= f) && to.is_none_or(|t| l.at_ms <= t))
+            .collect();
+        let mut query = format!("limit={}", limit % 4 + 1);
+        if let Some(f) = from {
+            query.push_str(&format!("&from={}", text(f)));
+        }
+        if let Some(t) = to {
+            query.push_str(&format!("&to={}", text(t)));
+        }
+        let mut found: Vec<model::Line> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..8 {
+            let mut path = format!("/v1/accounts/{}/entries?{query}", account.id);
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let call = self.api(tenant, "GET", path, None);
+            let (answer, _) = self.send(&call).await;
+            if !visible {
+                if (answer.status, answer.body["code"].as_str()) != (404, Some("account_not_found")) {
+                    self.violation(index, format!("another tenant's statement answered {}", answer.status));
+                }
+                return;
+            }
+            if answer.status != 200 {
+                self.violation(index, format!("a statement answered {} {}", answer.status, answer.body));
+                return;
+            }
+            let e = account.exponent();
+            for line in answer.body["data"].as_array().cloned().unwrap_or_default() {
+                // Printed with exactly the currency's decimals, a sign when negative.
+                let minor = |field: &str| -> Option<Minor> {
+                    let text = line[field].as_str()?;
+                    let (negative, digits) = match text.strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, text),
+                    };
+                    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+                    if fraction.len() != e as usize || whole.is_empty() {
+                        return None;
+                    }
+                    let value: Minor = format!("{whole}{fraction}").parse().ok()?;
+                    Some(if negative { -value } else { value })
+                };
+                let sign = if line["direction"] == "debit" { -1 } else { 1 };
+                let at = line["created_at"]
+                    .as_str()
+                    .and_then(fintx_domain::clock::Timestamp::parse_rfc3339)
+                    .map(|t| t.unix_ms());
+                match (at, minor("amount"), minor("posted_after"), line["transfer_id"].as_str()) {
+                    (Some(at_ms), Some(amount), Some(posted_after), Some(transfer)) => found.push(model::Line {
+                        at_ms,
+                        transfer: transfer.to_owned(),
+                        posted: sign * amount,
+                        posted_after,
+                    }),
+                    _ => {
+                        self.violation(index, format!("a statement line does not parse: {line}"));
+                        return;
+                    }
+                }
+            }
+            cursor = answer.body["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let complete = cursor.is_none();
+        let compared = if complete {
+            &expected[..]
+        } else {
+            &expected[..found.len().min(expected.len())]
+        };
+        if found != compared {
+            self.violation(
+                index,
+                format!(
+                    "the statement of {} (from {from:?} to {to:?}) lists {found:?}, the model says {compared:?}",
+                    account.id
+                ),
+            );
+        }
     }
 
     /// A post with a malformed amount under a key, then the corrected one under the same
@@ -1723,17 +1914,12 @@ impl World {
                 tenant,
                 currency,
                 limit,
-            } => self.model.accounts.push(model::Account {
-                id,
-                tenant,
-                currency,
-                kind: Kind::Customer,
-                status: Lifecycle::Open,
-                limit,
-                posted: 0,
-                pending_debits: 0,
-                pending_credits: 0,
-            }),
+            } => {
+                let created = self.instant_of(index, &answer.body["created_at"]);
+                self.model
+                    .accounts
+                    .push(model::Account::opened(id, tenant, currency, limit, created));
+            }
             Effect::Transfer {
                 debit,
                 credit,
@@ -1741,7 +1927,8 @@ impl World {
                 pending,
                 expires_in,
             } => {
-                let t = self.model.open(id, debit, credit, amount, pending, None, now);
+                let at = self.instant_of(index, &answer.body["created_at"]);
+                let t = self.model.open(id, debit, credit, amount, pending, None, at);
                 if let Some(seconds) = expires_in {
                     // The hold expires `expires_in` after it was made (its `created_at`).
                     let ms = |field: &str| {
@@ -1760,10 +1947,17 @@ impl World {
                     }
                 }
             }
-            Effect::Post { transfer, amount } => self.model.post(transfer, amount, now),
-            Effect::Void { transfer } => self.model.void(transfer),
+            Effect::Post { transfer, amount } => {
+                let at = self.instant_of(index, &answer.body["updated_at"]);
+                self.model.post(transfer, amount, at);
+            }
+            Effect::Void { transfer } => {
+                let at = self.instant_of(index, &answer.body["updated_at"]);
+                self.model.void(transfer, at);
+            }
             Effect::Reverse { transfer, amount } => {
-                self.model.reverse(transfer, amount, id, now);
+                let at = self.instant_of(index, &answer.body["created_at"]);
+                self.model.reverse(transfer, amount, id, at);
             }
             Effect::Payment {
                 account,
@@ -1780,11 +1974,14 @@ impl World {
                     );
                     return;
                 };
-                let clearing = self.model.clearing_account(&tenant, &connector, currency, clearing_id);
+                let at = self.instant_of(index, &answer.body["created_at"]);
+                let clearing = self
+                    .model
+                    .clearing_account(&tenant, &connector, currency, clearing_id, at);
                 let p = self.model.payments.len();
                 let t = self
                     .model
-                    .open(transfer_id, account, clearing, amount, true, Some(p), now);
+                    .open(transfer_id, account, clearing, amount, true, Some(p), at);
                 self.model.payments.push(model::Payment {
                     id,
                     tenant,
@@ -1798,22 +1995,34 @@ impl World {
             Effect::Outcome { payment, to } => {
                 let t = self.model.payments[payment].transfer;
                 self.model.payments[payment].status = to;
+                // The outcome's instant is when the bank webhook changed the transfer.
+                let tenant = self.model.transfers[t].tenant.clone();
+                let transfer_id = self.model.transfers[t].id.clone();
+                let changed_at = match to {
+                    PaymentStatus::Settled | PaymentStatus::Failed => {
+                        self.calm();
+                        let read = self.read_api(&tenant, &format!("/v1/transfers/{transfer_id}")).await;
+                        self.instant_of(index, &read.body["updated_at"])
+                    }
+                    _ => now,
+                };
                 match to {
                     PaymentStatus::Settled => {
                         let amount = self.model.transfers[t].amount;
-                        self.model.post(t, amount, now);
+                        self.model.post(t, amount, changed_at);
                     }
-                    PaymentStatus::Failed => self.model.void(t),
+                    PaymentStatus::Failed => self.model.void(t, changed_at),
                     PaymentStatus::Returned => {
                         let account = self.model.payments[payment].account;
                         let tenant = self.model.accounts[account].tenant.clone();
                         let account_id = self.model.accounts[account].id.clone();
-                        let Some((reversal_id, _)) = self.newest_transfer(&tenant, &account_id).await else {
+                        let Some((reversal_id, _, created)) = self.newest_transfer(&tenant, &account_id).await else {
                             self.violation(index, "a return's reversal cannot be read".into());
                             return;
                         };
+                        let at = self.instant_of(index, &created);
                         let amount = self.model.transfers[t].posted_amount - self.model.transfers[t].reversed_amount;
-                        self.model.reverse(t, amount, reversal_id, now);
+                        self.model.reverse(t, amount, reversal_id, at);
                     }
                     PaymentStatus::Pending => {}
                 }
@@ -1827,13 +2036,15 @@ impl World {
                 let tenant = self.model.accounts[account].tenant.clone();
                 let account_id = self.model.accounts[account].id.clone();
                 let currency = self.model.accounts[account].currency;
-                let Some((transfer_id, clearing_id)) = self.newest_transfer(&tenant, &account_id).await else {
+                let Some((transfer_id, clearing_id, created)) = self.newest_transfer(&tenant, &account_id).await else {
                     self.violation(index, "a deposit's transfer cannot be read".into());
                     return;
                 };
-                let clearing = self.model.clearing_account(&tenant, &connector, currency, clearing_id);
-                self.model
-                    .open(transfer_id, clearing, account, amount, false, None, now);
+                let at = self.instant_of(index, &created);
+                let clearing = self
+                    .model
+                    .clearing_account(&tenant, &connector, currency, clearing_id, at);
+                self.model.open(transfer_id, clearing, account, amount, false, None, at);
                 self.model.deposit_references.insert((connector, reference));
             }
             Effect::Status { account, to } => self.model.accounts[account].status = to,
@@ -1849,8 +2060,9 @@ impl World {
                     );
                     return;
                 }
+                let at = self.instant_of(index, &answer.body["transfers"][0]["created_at"]);
                 for (id, (d, c, x, pending)) in ids.into_iter().zip(legs) {
-                    self.model.open(id, d, c, x, pending, None, now);
+                    self.model.open(id, d, c, x, pending, None, at);
                 }
             }
         }
@@ -1873,8 +2085,21 @@ impl World {
         r.body["credit_account_id"].as_str().map(str::to_owned)
     }
 
-    /// The newest transfer of an account: its id and the other side's account id.
-    async fn newest_transfer(&mut self, tenant: &str, account_id: &str) -> Option<(String, String)> {
+    /// The instant (virtual ms) a response's timestamp says; a missing or malformed one is
+    /// a violation, and the step's time stands in for it.
+    fn instant_of(&mut self, index: usize, value: &Value) -> i64 {
+        match value.as_str().and_then(fintx_domain::clock::Timestamp::parse_rfc3339) {
+            Some(at) => at.unix_ms(),
+            None => {
+                self.violation(index, format!("a timestamp was expected, found {value}"));
+                self.now_ms
+            }
+        }
+    }
+
+    /// The newest transfer of an account: its id, the other side's account id and its
+    /// `created_at`.
+    async fn newest_transfer(&mut self, tenant: &str, account_id: &str) -> Option<(String, String, Value)> {
         self.calm();
         let r = self
             .read_api(tenant, &format!("/v1/accounts/{account_id}/transfers?limit=1"))
@@ -1886,7 +2111,7 @@ impl World {
         } else {
             t["credit_account_id"].as_str()?
         };
-        Some((id, other.to_owned()))
+        Some((id, other.to_owned(), t["created_at"].clone()))
     }
 
     fn remember(&mut self, call: &Call, expect: &Expect, answer: &Reply) {

@@ -261,6 +261,7 @@ fn decide(
                 Ok(Some(change)) => {
                     let write = LedgerWrite {
                         deltas: change.deltas.to_vec(),
+                        entries: change.entries,
                         transfer_updates: vec![change.transfer_update],
                         new_transfers: change.reversal.into_iter().collect(),
                         payment_updates: vec![(change.payment, payment.version)],

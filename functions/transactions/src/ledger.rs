@@ -26,6 +26,7 @@ use fintx_domain::payment::{
     open_payment, ConnectorName, NewPayment, Payment, COUNTERPARTY_SEAL_FIELD, COUNTERPARTY_SEAL_KIND,
 };
 use fintx_domain::ports::{LedgerStore, LedgerWrite, Reads, Snapshot};
+use fintx_domain::statement::Entry;
 use fintx_domain::transfer::{
     check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, release_expired,
     reverse_posted, void_pending, NewTransfer, Transfer, Transition, RELEASES_MAX,
@@ -269,14 +270,15 @@ pub(crate) fn release_for(
     let mut deltas = Vec::new();
     let mut left = budget;
     for account in debited {
-        let release = release_expired(account, now, true);
-        let take = release.expired.len().min(left);
-        left = left.saturating_sub(take);
+        let mut release = release_expired(account, now, true);
+        release.truncate(left);
+        left = left.saturating_sub(release.expired.len());
         write
             .expirations
-            .extend(release.expired.into_iter().take(take).map(|id| (id, now)));
-        deltas.extend(release.own.into_iter().take(take));
-        deltas.extend(release.others.into_iter().take(take));
+            .extend(release.expired.into_iter().map(|id| (id, now)));
+        write.entries.extend(release.entries);
+        deltas.extend(release.own);
+        deltas.extend(release.others);
     }
     if deltas.is_empty() {
         return Ok(());
@@ -592,6 +594,7 @@ impl Change {
                 }
                 let view = to_body(&transfer_view(&next, self.now))?;
                 let write = LedgerWrite {
+                    entries: Entry::resolving(transfer.id, self.now, &deltas).to_vec(),
                     deltas: deltas.to_vec(),
                     transfer_updates: vec![(*next, transfer.version)],
                     ..LedgerWrite::default()
@@ -812,7 +815,10 @@ pub async fn sweep(store: &dyn LedgerStore, now: Timestamp) -> Result<usize, Dom
             let Some((next, deltas)) = fintx_domain::transfer::expire_hold(&transfer, now)? else {
                 continue;
             };
+            // Released as of its `expires_at`, however late the sweep runs.
+            let expired_at = transfer.expires_at.unwrap_or(now);
             let write = LedgerWrite {
+                entries: Entry::resolving(transfer.id, expired_at, &deltas).to_vec(),
                 deltas: deltas.to_vec(),
                 transfer_updates: vec![(next, transfer.version)],
                 ..LedgerWrite::default()

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bodies;
+mod history;
 mod ledger;
 mod lifecycle;
 pub mod recent;
@@ -17,13 +18,15 @@ use fintx_adapters::http::{
     json_body, json_response, page_limit, principal, query_param, respond_or_problem, route_path, JsonObject,
 };
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountName, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND};
+use fintx_domain::account::{
+    Account, AccountName, Balance, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND,
+};
 use fintx_domain::auth::{Principal, Scope};
 use fintx_domain::crypto::{Cipher, SealContext};
 use fintx_domain::holder::{Holder, MaskedHolder};
 use fintx_domain::ids::AccountId;
 use fintx_domain::lifecycle::StatusChange;
-use fintx_domain::money::format_decimal;
+use fintx_domain::money::{format_decimal, Currency};
 use fintx_domain::payment::ConnectorGrant;
 use fintx_domain::ports::{CursorKeySource, LedgerStore, LedgerWrite, Reads};
 use fintx_domain::secret::Secret;
@@ -66,6 +69,8 @@ pub enum Handler {
     UnfreezeAccount,
     CloseAccount,
     ListAccountTransfers,
+    ListAccountEntries,
+    GetBalanceAt,
     CreateTransfer,
     CreateBatch,
     GetTransfer,
@@ -88,7 +93,7 @@ pub struct Route {
 
 /// Every route of the transactions API, with the scope it requires (SPEC §4). Checked
 /// against `openapi.yaml` and `template.yaml` by the tests.
-pub const ROUTES: [Route; 16] = [
+pub const ROUTES: [Route; 18] = [
     entry("POST", "/v1/accounts", Scope::LedgerWrite, Handler::CreateAccount),
     entry("GET", "/v1/accounts", Scope::LedgerRead, Handler::ListAccounts),
     entry("GET", "/v1/accounts/{id}", Scope::LedgerRead, Handler::GetAccount),
@@ -116,6 +121,18 @@ pub const ROUTES: [Route; 16] = [
         "/v1/accounts/{id}/transfers",
         Scope::LedgerRead,
         Handler::ListAccountTransfers,
+    ),
+    entry(
+        "GET",
+        "/v1/accounts/{id}/entries",
+        Scope::LedgerRead,
+        Handler::ListAccountEntries,
+    ),
+    entry(
+        "GET",
+        "/v1/accounts/{id}/balance",
+        Scope::LedgerRead,
+        Handler::GetBalanceAt,
     ),
     entry("POST", "/v1/transfers", Scope::LedgerWrite, Handler::CreateTransfer),
     entry("POST", "/v1/transfer-batches", Scope::LedgerWrite, Handler::CreateBatch),
@@ -193,6 +210,8 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, DomainErr
         }
         Handler::CloseAccount => lifecycle::change_account_status(app, &caller, request, id, StatusChange::Close).await,
         Handler::ListAccountTransfers => ledger::list_account_transfers(app, &caller, request, id).await,
+        Handler::ListAccountEntries => history::list_entries(app, &caller, request, id).await,
+        Handler::GetBalanceAt => history::balance_at(app, &caller, request, id).await,
         Handler::CreateTransfer => ledger::create_transfer(app, &caller, request).await,
         Handler::CreateBatch => ledger::create_batch(app, &caller, request).await,
         Handler::GetTransfer => ledger::get_transfer(app, &caller, id).await,
@@ -327,26 +346,27 @@ async fn list_accounts(app: &App, caller: &Principal, request: &Request) -> Resu
 
 /// The account as the API shows it at `now` (SPEC §6): holds past their `expires_at` no
 /// longer count, whether or not storage has released them.
+/// An account's `balance` object (SPEC §6).
+pub fn balance_view(balance: &Balance, c: Currency) -> Value {
+    let available = balance.available().map(|a| format_decimal(a, c)).unwrap_or_default();
+    json!({
+        "posted": format_decimal(balance.posted, c),
+        "pending_debits": format_decimal(balance.pending_debits, c),
+        "pending_credits": format_decimal(balance.pending_credits, c),
+        "available": available,
+    })
+}
+
 pub fn account_view(stored: &Account, now: fintx_domain::clock::Timestamp) -> Value {
     let account = &stored.at(now);
     let c = account.currency;
-    let available = account
-        .balance
-        .available()
-        .map(|a| format_decimal(a, c))
-        .unwrap_or_default();
     json!({
         "id": account.id,
         "currency": c.code(),
         "name": account.name.as_ref().map(AccountName::as_str),
         "holder": account.holder.as_ref().map(|h| masked_holder_view(&h.masked)),
         "overdraft_limit": format_decimal(account.overdraft_limit.value(), c),
-        "balance": {
-            "posted": format_decimal(account.balance.posted, c),
-            "pending_debits": format_decimal(account.balance.pending_debits, c),
-            "pending_credits": format_decimal(account.balance.pending_credits, c),
-            "available": available,
-        },
+        "balance": balance_view(&account.balance, c),
         "metadata": account.metadata.pairs(),
         "kind": account.kind.as_str(),
         "status": account.status.as_str(),

@@ -43,6 +43,7 @@ fn decision(account: &Account, changed: Option<AccountChange>, now: Timestamp) -
                     change: change.released,
                 }],
                 expirations: change.expired,
+                entries: change.entries,
                 deltas: change.others,
                 ..LedgerWrite::default()
             };

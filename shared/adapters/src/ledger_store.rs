@@ -14,6 +14,7 @@ use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
+use fintx_domain::statement::{Entry, EntryRange, Position};
 use fintx_domain::transfer::{AccountDelta, HoldChange, Requires, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
@@ -21,11 +22,11 @@ use fintx_domain::DomainError;
 use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
-    account_from_item, account_item, account_key, account_transfer_entry, corrupt, deposit_reference_item,
-    deposit_reference_key, event_from_item, event_item, event_key, event_listing_pk, held_entry_value,
-    idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item, payment_key, s,
-    transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS, EXPIRY_PK,
-    EXPIRY_SK,
+    account_from_item, account_item, account_key, corrupt, deposit_reference_item, deposit_reference_key,
+    entry_from_item, entry_item, entry_sort_bounds, event_from_item, event_item, event_key, event_listing_pk,
+    held_entry_value, idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item,
+    payment_key, s, transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS,
+    EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -324,11 +325,16 @@ impl LedgerStore for DynamoStore {
         for transfer in &write.new_transfers {
             items.push(put(ledger, transfer_item(transfer), NEW, None)?);
             roles.push(Role::Other);
-            // One listing entry per side, so each account's transfers are one Query away.
-            for account in [transfer.debit_account_id, transfer.credit_account_id] {
-                items.push(put(ledger, account_transfer_entry(&account, transfer), NEW, None)?);
+            // One entry per side: each account's transfers and history are one Query away.
+            for entry in Entry::opened(transfer) {
+                items.push(put(ledger, entry_item(&entry, &transfer.tenant), NEW, None)?);
                 roles.push(Role::Other);
             }
+        }
+        for entry in &write.entries {
+            let tenant = entry_tenant(write).ok_or(CommitError::Failed(DomainError::Unavailable))?;
+            items.push(put(ledger, entry_item(entry, tenant), NEW, None)?);
+            roles.push(Role::Other);
         }
         for (transfer, expected) in &write.transfer_updates {
             let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
@@ -467,6 +473,30 @@ impl LedgerStore for DynamoStore {
         Ok(Page::from_overfetch(items, limit, |e| e.id.to_string()))
     }
 
+    async fn account_entries(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        range: &EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Page<Entry, Position>, DomainError> {
+        // New transfers' entries and later changes' live under two prefixes, each in
+        // order: read each newest first and merge.
+        let mut entries = self.entries_under(OPENED_ENTRY, tenant, account, range, limit).await?;
+        entries.extend(
+            self.entries_under(RESOLVED_ENTRY, tenant, account, range, limit)
+                .await?,
+        );
+        entries.sort_by_key(|e| std::cmp::Reverse(e.position()));
+        Ok(match limit {
+            Some(limit) => Page::from_overfetch(entries, limit, Entry::position),
+            None => Page {
+                items: entries,
+                next: None,
+            },
+        })
+    }
+
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
@@ -511,7 +541,78 @@ impl LedgerStore for DynamoStore {
     }
 }
 
+/// The tenant an explicit entry of `write` is kept under: every write moves one
+/// tenant's money, named by the records it changes (a hold's release moves the same
+/// tenant's accounts as the write that releases it).
+fn entry_tenant(write: &LedgerWrite) -> Option<&TenantId> {
+    write
+        .transfer_updates
+        .iter()
+        .map(|(t, _)| &t.tenant)
+        .chain(write.new_transfers.iter().map(|t| &t.tenant))
+        .chain(write.account_updates.iter().map(|u| &u.account.tenant))
+        .next()
+}
+
 impl DynamoStore {
+    /// The entries of an account under one sort-key prefix within `range`, newest first:
+    /// `limit + 1` of them at most (enough to merge a page), or all.
+    async fn entries_under(
+        &self,
+        prefix: &str,
+        tenant: &TenantId,
+        account: &AccountId,
+        range: &EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Vec<Entry>, DomainError> {
+        let low = match range.from {
+            Some(from) => entry_sort_bounds(prefix, from.at_ms).0,
+            None => prefix.to_owned(),
+        };
+        let high = match range.below {
+            Some(below) => entry_sort_bounds(prefix, below.at_ms).1,
+            None => format!("{prefix}~"),
+        };
+        let want = limit.map(|l| l.saturating_add(1));
+        let page_size = want.unwrap_or(500).clamp(10, 1000);
+        let mut found = Vec::new();
+        let mut start: Option<Attributes> = None;
+        loop {
+            let output = self
+                .client()
+                .query()
+                .table_name(&self.tables().ledger)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(format!("ACCT#{account}")))
+                .expression_attribute_values(":lo", s(low.clone()))
+                .expression_attribute_values(":hi", s(high.clone()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(i32::try_from(page_size).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(failed("Query account entries"))?;
+            for item in output.items.unwrap_or_default() {
+                if Item(&item).s("tenant_id")? != tenant.as_str() {
+                    continue;
+                }
+                let entry = entry_from_item(&item)?;
+                if range.contains(&entry) {
+                    found.push(entry);
+                }
+            }
+            if want.is_some_and(|w| found.len() >= w) {
+                break;
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
     /// Pending holds whose `expires_at` is at or before `now`, at most `limit`, from the
     /// sparse expiry index (eventually consistent: each is read back from the table, and
     /// one resolved meanwhile is left out).

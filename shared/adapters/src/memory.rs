@@ -14,6 +14,7 @@ use fintx_domain::payment::Payment;
 use fintx_domain::ports::{
     AccountStore, CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot,
 };
+use fintx_domain::statement::{Entry, EntryRange, Position};
 use fintx_domain::transfer::{apply_delta, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
@@ -26,6 +27,8 @@ struct State {
     idempotency: HashMap<String, IdempotencyRecord>,
     events: BTreeMap<String, EventRecord>,
     deposit_references: std::collections::HashSet<String>,
+    /// Every account's entries, in the order of its history.
+    entries: BTreeMap<(AccountId, Position), Entry>,
     /// Every change of a transfer record, `(old image, new image)`, when kept.
     changes: Option<Vec<(Option<Transfer>, Transfer)>>,
 }
@@ -196,10 +199,19 @@ impl LedgerStore for MemoryStore {
             tracing::error!("a write names one account twice");
             return Err(CommitError::Failed(DomainError::Unavailable));
         }
+        let entries: Vec<Entry> = write
+            .new_transfers
+            .iter()
+            .flat_map(Entry::opened)
+            .chain(write.entries.iter().cloned())
+            .collect();
         if write
             .account_updates
             .iter()
             .any(|u| state.accounts.get(&u.account.id).is_none_or(|c| c.version != u.version))
+            || entries
+                .iter()
+                .any(|e| state.entries.contains_key(&(e.account_id, e.position())))
         {
             return reject(Rejection::Stale);
         }
@@ -253,6 +265,9 @@ impl LedgerStore for MemoryStore {
             if let Some(changes) = state.changes.as_mut() {
                 changes.push((old, transfer.clone()));
             }
+        }
+        for entry in entries {
+            state.entries.insert((entry.account_id, entry.position()), entry);
         }
         for (id, at) in &write.expirations {
             if let Some(old) = state.transfers.get(id).cloned() {
@@ -309,6 +324,37 @@ impl LedgerStore for MemoryStore {
         expired.sort_by_key(|t| (t.expires_at, t.id));
         expired.truncate(limit);
         Ok(expired)
+    }
+
+    async fn account_entries(
+        &self,
+        _tenant: &TenantId,
+        account: &AccountId,
+        range: &EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Page<Entry, Position>, DomainError> {
+        let state = self.state()?;
+        let low = (*account, range.from.unwrap_or(Position::start_of(i64::MIN)));
+        let high = (*account, range.below.unwrap_or(Position::start_of(i64::MAX)));
+        if low >= high {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let items: Vec<Entry> = state
+            .entries
+            .range(low..high)
+            .rev()
+            .map(|(_, e)| e)
+            .filter(|e| range.contains(e))
+            .take(limit.map_or(usize::MAX, |l| l.saturating_add(1)))
+            .cloned()
+            .collect();
+        Ok(match limit {
+            Some(limit) => page(items.into_iter(), limit, Entry::position),
+            None => Page { items, next: None },
+        })
     }
 
     async fn list_account_transfers(

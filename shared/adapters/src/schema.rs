@@ -5,7 +5,8 @@
 //! | record  | pk             | sk     | gsi1pk                  | gsi1sk   |
 //! |---------|----------------|--------|-------------------------|----------|
 //! | account (clearing accounts too, ids derived from their key) | `ACCT#<id>` | `ACCT` | `TENANT#<t>#ACCTS` | `<id>` |
-//! | account's transfer entry | `ACCT#<id>` | `TR#<transfer id>` | | |
+//! | account's entry of a new transfer (its transfer listing, too) | `ACCT#<id>` | `TR#<transfer id>` | | |
+//! | account's entry of a post, void or expiry | `ACCT#<id>` | `TC#<ms, 15 digits>#<transfer id>` | | |
 //! | transfer | `TR#<id>`     | `TR`   | | |
 //! | payment | `PAY#<id>`     | `PAY`  | | |
 //!
@@ -37,6 +38,7 @@ use fintx_domain::money::{Amount, Currency};
 use fintx_domain::payment::{ConnectorName, Payment, PaymentStatus};
 use fintx_domain::ports::EventRecord;
 use fintx_domain::rollup::{Granularity, RollupKey, Scope, Totals};
+use fintx_domain::statement::{Entry, Phase, Position};
 use fintx_domain::transfer::{HeldEntry, Transfer, TransferStatus};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
@@ -84,6 +86,14 @@ impl Item<'_> {
     pub(crate) fn decimal(&self, name: &str) -> Result<Decimal, DomainError> {
         match self.0.get(name) {
             Some(AttributeValue::N(value)) => Decimal::from_str(value).map_err(|_| corrupt(name)),
+            _ => Err(corrupt(name)),
+        }
+    }
+
+    /// A number attribute as a signed integer.
+    pub(crate) fn s_number(&self, name: &str) -> Result<i64, DomainError> {
+        match self.0.get(name) {
+            Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(name)),
             _ => Err(corrupt(name)),
         }
     }
@@ -597,12 +607,81 @@ pub(crate) fn idempotency_key(scope: &str) -> Attributes {
 }
 
 /// The entry under an account that lists one of its transfers.
-pub(crate) fn account_transfer_entry(account: &AccountId, transfer: &Transfer) -> Attributes {
-    let mut entry = key(account_pk(account), &format!("TR#{}", transfer.id));
-    entry.insert("entity".to_owned(), s("account_transfer"));
-    entry.insert("transfer_id".to_owned(), s(transfer.id.to_string()));
-    entry.insert("tenant_id".to_owned(), s(transfer.tenant.as_str()));
-    entry
+/// Sort-key prefixes of an account's entries: a new transfer's (which also list the
+/// account's transfers) and a later change's.
+pub(crate) const OPENED_ENTRY: &str = "TR#";
+pub(crate) const RESOLVED_ENTRY: &str = "TC#";
+
+/// Where an entry sorts among its account's items: a new transfer's entry by its id
+/// (which starts with its creation time), a later change's by its instant, then id.
+pub(crate) fn entry_sort_key(position: &Position) -> String {
+    match position.phase {
+        Phase::Opened => format!("{OPENED_ENTRY}{}", position.transfer_id),
+        Phase::Resolved => format!("{RESOLVED_ENTRY}{:015}#{}", position.at_ms, position.transfer_id),
+    }
+}
+
+/// The smallest and largest sort key of `prefix` that an entry at millisecond `ms` can
+/// have, for a range's bounds (exact positions are checked on the items read).
+pub(crate) fn entry_sort_bounds(prefix: &str, ms: i64) -> (String, String) {
+    if prefix == OPENED_ENTRY {
+        // A new transfer's id carries its creation millisecond in its first 48 bits.
+        let ms = u64::try_from(ms.clamp(0, (1 << 48) - 1)).unwrap_or(0);
+        let first = TransferId::from_ulid(ulid::Ulid::from_parts(ms, 0));
+        let last = TransferId::from_ulid(ulid::Ulid::from_parts(ms, u128::MAX));
+        (format!("{OPENED_ENTRY}{first}"), format!("{OPENED_ENTRY}{last}"))
+    } else {
+        let ms = ms.clamp(0, 999_999_999_999_999);
+        (
+            format!("{RESOLVED_ENTRY}{ms:015}#"),
+            format!("{RESOLVED_ENTRY}{ms:015}#~"),
+        )
+    }
+}
+
+/// An account's entry: one change of its balances by one transfer (SPEC §6).
+pub(crate) fn entry_item(entry: &Entry, tenant: &TenantId) -> Attributes {
+    let position = entry.position();
+    let mut item = key(account_pk(&entry.account_id), &entry_sort_key(&position));
+    let entity = match entry.phase {
+        Phase::Opened => "account_transfer",
+        Phase::Resolved => "account_entry",
+    };
+    item.insert("entity".to_owned(), s(entity));
+    item.insert("transfer_id".to_owned(), s(entry.transfer_id.to_string()));
+    item.insert("tenant_id".to_owned(), s(tenant.as_str()));
+    item.insert("at_ms".to_owned(), AttributeValue::N(position.at_ms.to_string()));
+    item.insert("e_posted".to_owned(), n(entry.posted));
+    item.insert("e_pending_debits".to_owned(), n(entry.pending_debits));
+    item.insert("e_pending_credits".to_owned(), n(entry.pending_credits));
+    item
+}
+
+pub(crate) fn entry_from_item(raw: &Attributes) -> Result<Entry, DomainError> {
+    let item = Item(raw);
+    let account_id = item
+        .s("pk")?
+        .strip_prefix("ACCT#")
+        .and_then(AccountId::parse)
+        .ok_or_else(|| corrupt("pk"))?;
+    let sk = item.s("sk")?;
+    let phase = if sk.starts_with(OPENED_ENTRY) {
+        Phase::Opened
+    } else if sk.starts_with(RESOLVED_ENTRY) {
+        Phase::Resolved
+    } else {
+        return Err(corrupt("sk"));
+    };
+    let at_ms: i64 = item.s_number("at_ms")?;
+    Ok(Entry {
+        account_id,
+        transfer_id: TransferId::parse(item.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?,
+        at: Timestamp::from_unix_ms(at_ms).ok_or_else(|| corrupt("at_ms"))?,
+        phase,
+        posted: item.decimal("e_posted")?,
+        pending_debits: item.decimal("e_pending_debits")?,
+        pending_credits: item.decimal("e_pending_credits")?,
+    })
 }
 
 /// The record that makes a deposit's `<connector>#<bank reference>` apply once.
@@ -928,5 +1007,48 @@ mod tests {
             .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn entries_round_trip_and_sort_keys_order_as_positions() {
+        let account = AccountId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000, 9));
+        let tenant = TenantId::parse("t1").unwrap();
+        let entry = |ms: u64, n: u128, phase: Phase, at_ms: i64| Entry {
+            account_id: account,
+            transfer_id: TransferId::from_ulid(ulid::Ulid::from_parts(ms, n)),
+            at: Timestamp::from_unix_ms(at_ms).unwrap(),
+            phase,
+            posted: Decimal::new(-1250, 2),
+            pending_debits: Decimal::new(-3, 0),
+            pending_credits: Decimal::ZERO,
+        };
+        let entries = [
+            entry(1_700_000_000_000, 5, Phase::Opened, 1_700_000_000_000),
+            entry(1_700_000_000_000, 6, Phase::Opened, 1_700_000_000_000),
+            entry(1_700_000_000_000, 5, Phase::Resolved, 1_700_000_000_000),
+            entry(1_600_000_000_000, 1, Phase::Resolved, 1_700_000_000_001),
+            entry(1_700_000_000_002, 0, Phase::Opened, 1_700_000_000_002),
+        ];
+        for e in &entries {
+            assert_eq!(&entry_from_item(&entry_item(e, &tenant)).unwrap(), e);
+        }
+        // Within each prefix, sort keys order as positions do, and the bounds of an
+        // entry's millisecond enclose its key.
+        for prefix in [OPENED_ENTRY, RESOLVED_ENTRY] {
+            let mut of_prefix: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| entry_sort_key(&e.position()).starts_with(prefix))
+                .collect();
+            of_prefix.sort_by_key(|e| entry_sort_key(&e.position()));
+            assert!(of_prefix.windows(2).all(|w| w[0].position() < w[1].position()));
+            for e in of_prefix {
+                let (lo, hi) = entry_sort_bounds(prefix, e.at.unix_ms());
+                let key = entry_sort_key(&e.position());
+                assert!(lo <= key && key <= hi, "{lo} {key} {hi}");
+                let (_, before) = entry_sort_bounds(prefix, e.at.unix_ms() - 1);
+                let (after, _) = entry_sort_bounds(prefix, e.at.unix_ms() + 1);
+                assert!(before < key && key < after);
+            }
+        }
     }
 }

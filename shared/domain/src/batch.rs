@@ -253,8 +253,10 @@ mod tests {
         let da = &planned.deltas[0];
         assert_eq!((da.account_id, da.posted), (a.id, Decimal::from(-10)));
         assert_eq!(da.cover.map(Amount::value), Some(Decimal::from(10)));
+        // The combined changes are exactly what the transfers' own entries say.
         let write = LedgerWrite {
             deltas: planned.deltas.clone(),
+            new_transfers: planned.transfers.clone(),
             ..LedgerWrite::default()
         };
         assert_eq!(write.check_balanced(), Ok(()));

@@ -20,6 +20,7 @@ pub mod payment;
 pub mod ports;
 pub mod rollup;
 pub mod secret;
+pub mod statement;
 pub mod transfer;
 pub mod webhook;
 

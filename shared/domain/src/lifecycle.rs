@@ -6,6 +6,7 @@ use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::ids::TransferId;
 use crate::money::Amount;
+use crate::statement::Entry;
 use crate::transfer::{apply_delta, next_version, release_expired, AccountDelta};
 
 /// An account as a lifecycle change or patch leaves it. Rules are decided on the account
@@ -19,6 +20,8 @@ pub struct AccountChange {
     pub released: Balance,
     pub expired: Vec<(TransferId, Timestamp)>,
     pub others: Vec<AccountDelta>,
+    /// The released holds' entries, both sides.
+    pub entries: Vec<Entry>,
 }
 
 /// `next` (the stored account with its new settings), with its expired holds released
@@ -42,6 +45,7 @@ fn finish(stored: &Account, mut next: Account, now: Timestamp) -> Result<Account
         account: next,
         released,
         expired: release.expired.into_iter().map(|id| (id, now)).collect(),
+        entries: release.entries,
         // Two holds with one counterparty: one change of it (a transaction touches an
         // item once).
         others: crate::batch::combine(release.others).ok_or(DomainError::Unavailable)?,

@@ -11,6 +11,7 @@ use crate::holder::MaskedHolder;
 use crate::ids::{AccountId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
 use crate::ports::ClearingKey;
+use crate::statement::Entry;
 use crate::transfer::{
     next_version, open_transfer, post_pending, reverse_posted, transfer_between, void_pending, AccountDelta, Expect,
     NewTransfer, Transfer, Transition,
@@ -158,6 +159,8 @@ pub struct PaymentOutcome {
     /// The reversal a return creates.
     pub reversal: Option<Transfer>,
     pub deltas: [AccountDelta; 2],
+    /// The entries of a settlement or failure (a return's follow from its reversal).
+    pub entries: Vec<Entry>,
 }
 
 /// The id of a payment's transfer: the payment's own ULID under the transfer prefix, so a
@@ -391,11 +394,16 @@ pub fn apply_outcome(
     for delta in &mut deltas {
         delta.requires = None;
     }
+    let entries = match reversal {
+        None => Entry::resolving(transfer.id, now, &deltas).to_vec(),
+        Some(_) => Vec::new(),
+    };
     let mut next = payment.clone();
     next.status = to;
     next.updated_at = now;
     next.version = next_version(payment.version)?;
     Ok(Some(PaymentOutcome {
+        entries,
         payment: next,
         transfer_update: (updated_transfer, transfer.version),
         reversal,

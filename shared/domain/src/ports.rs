@@ -15,6 +15,7 @@ use crate::ids::{AccountId, EventId, PaymentId, TransferId};
 use crate::money::Currency;
 use crate::payment::{ConnectorName, Payment};
 use crate::rollup::{Granularity, Movement, Scope, Totals};
+use crate::statement::{add_move, Entry, EntryRange, Moves, Position};
 use crate::transfer::{AccountDelta, Transfer};
 use crate::webhook::Outcome;
 
@@ -163,6 +164,9 @@ pub struct LedgerWrite {
     /// accounts' entries: each must still be pending, and becomes `expired` at the
     /// write's time (see [`crate::transfer::release_expired`]).
     pub expirations: Vec<(TransferId, Timestamp)>,
+    /// The entries of the changes this write makes to existing transfers (posts, voids,
+    /// expiries); a new transfer's entries follow from it ([`Entry::opened`]).
+    pub entries: Vec<Entry>,
     pub new_payments: Vec<Payment>,
     pub payment_updates: Vec<(Payment, u64)>,
     /// The webhook event archived with this write; its key must be new.
@@ -204,7 +208,44 @@ impl LedgerWrite {
             pending_debits = pending_debits.checked_add(pd).ok_or(DomainError::Overflow)?;
             pending_credits = pending_credits.checked_add(pc).ok_or(DomainError::Overflow)?;
         }
-        if posted.is_zero() && pending_debits == pending_credits {
+        if !posted.is_zero() || pending_debits != pending_credits {
+            return Err(DomainError::Unbalanced);
+        }
+        self.check_entries()
+    }
+
+    /// Every balance change is explained by entries, so an account's history adds up to
+    /// its balances (SPEC §6): per account, the entries of this write (its new
+    /// transfers' and its explicit ones) sum to exactly its changes.
+    fn check_entries(&self) -> Result<(), DomainError> {
+        let mut moves: Moves = Vec::new();
+        for d in &self.deltas {
+            add_move(
+                &mut moves,
+                d.account_id,
+                [d.posted, d.pending_debits, d.pending_credits],
+                Decimal::ONE,
+            )?;
+        }
+        for u in &self.account_updates {
+            let c = &u.change;
+            add_move(
+                &mut moves,
+                u.account.id,
+                [c.posted, c.pending_debits, c.pending_credits],
+                Decimal::ONE,
+            )?;
+        }
+        let opened = self.new_transfers.iter().flat_map(Entry::opened);
+        for e in opened.chain(self.entries.iter().cloned()) {
+            add_move(
+                &mut moves,
+                e.account_id,
+                [e.posted, e.pending_debits, e.pending_credits],
+                Decimal::NEGATIVE_ONE,
+            )?;
+        }
+        if moves.iter().all(|(_, sums)| sums.iter().all(Decimal::is_zero)) {
             Ok(())
         } else {
             Err(DomainError::Unbalanced)
@@ -219,6 +260,7 @@ impl LedgerWrite {
             && self.new_transfers.is_empty()
             && self.transfer_updates.is_empty()
             && self.expirations.is_empty()
+            && self.entries.is_empty()
             && self.new_payments.is_empty()
             && self.payment_updates.is_empty()
             && self.event.is_none()
@@ -292,6 +334,16 @@ pub trait LedgerStore: AccountStore {
     /// sweep releases.
     async fn expired_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<Transfer>, DomainError>;
 
+    /// The entries of an account in `range`, newest first: at most `limit`, or all of
+    /// them. The caller has checked that the account is the tenant's.
+    async fn account_entries(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        range: &EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Page<Entry, Position>, DomainError>;
+
     /// Transfers touching an account (debit or credit), newest first.
     async fn list_account_transfers(
         &self,
@@ -343,11 +395,32 @@ mod tests {
 
     #[test]
     fn only_balanced_writes_pass() {
+        let deltas = vec![delta(1, -5, 3, 0), delta(2, 5, 0, 3)];
+        let explained = |deltas: &[AccountDelta]| -> Vec<Entry> {
+            let transfer = TransferId::from_ulid(ulid::Ulid::from_parts(9, 9));
+            let at = Timestamp::from_unix_ms(9).unwrap();
+            deltas.iter().map(|d| Entry::resolved(transfer, at, d)).collect()
+        };
         let balanced = LedgerWrite {
-            deltas: vec![delta(1, -5, 3, 0), delta(2, 5, 0, 3)],
+            entries: explained(&deltas),
+            deltas: deltas.clone(),
             ..LedgerWrite::default()
         };
         assert_eq!(balanced.check_balanced(), Ok(()));
+        // Balanced, but a change no entry explains: the account's history would not add
+        // up to its balance.
+        for entries in [
+            vec![],
+            explained(&deltas[..1]),
+            explained(&[delta(1, -5, 3, 0), delta(2, 5, 0, 2)]),
+        ] {
+            let unexplained = LedgerWrite {
+                deltas: deltas.clone(),
+                entries,
+                ..LedgerWrite::default()
+            };
+            assert_eq!(unexplained.check_balanced(), Err(DomainError::Unbalanced));
+        }
         for deltas in [
             vec![delta(1, -5, 0, 0), delta(2, 4, 0, 0)],
             vec![delta(1, 0, 3, 0), delta(2, 0, 0, 2)],

@@ -9,6 +9,7 @@ use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::ids::{AccountId, BatchId, PaymentId, TransferId};
 use crate::money::{Amount, Currency};
+use crate::statement::Entry;
 
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
 
@@ -658,6 +659,19 @@ pub struct Release {
     /// This account's changes, then the other sides'.
     pub own: Vec<AccountDelta>,
     pub others: Vec<AccountDelta>,
+    /// Two per hold (this account's, then the other side's), each dated at the hold's
+    /// `expires_at`: when it was released, whenever storage catches up.
+    pub entries: Vec<Entry>,
+}
+
+impl Release {
+    /// The first `holds` releases only.
+    pub fn truncate(&mut self, holds: usize) {
+        self.expired.truncate(holds);
+        self.own.truncate(holds);
+        self.others.truncate(holds);
+        self.entries.truncate(holds.saturating_mul(2));
+    }
 }
 
 /// Most holds one write releases besides its own change, keeping it well inside
@@ -683,6 +697,10 @@ pub fn release_expired(account: &Account, now: Timestamp, debits_only: bool) -> 
         }
         own.holds.push(HoldChange::Remove(entry.transfer_id));
         other.holds.push(HoldChange::Remove(entry.transfer_id));
+        release.entries.extend([
+            Entry::resolved(entry.transfer_id, entry.expires_at, &own),
+            Entry::resolved(entry.transfer_id, entry.expires_at, &other),
+        ]);
         release.expired.push(entry.transfer_id);
         release.own.push(own);
         release.others.push(other);

@@ -66,6 +66,16 @@ impl LedgerStore for Faulty {
     ) -> Result<Page<fintx_domain::ports::EventRecord, String>, DomainError> {
         self.inner.list_events(tenant, outcome, limit, before).await
     }
+    async fn account_entries(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        range: &fintx_domain::statement::EntryRange,
+        limit: Option<usize>,
+    ) -> Result<Page<fintx_domain::statement::Entry, fintx_domain::statement::Position>, DomainError> {
+        self.inner.account_entries(tenant, account, range, limit).await
+    }
+
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
