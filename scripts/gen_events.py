@@ -73,6 +73,8 @@ PATCH_BODIES = {
 QUERIES = {
     "/v1/accounts": {"limit": "25"},
     "/v1/accounts/{id}/transfers": {"limit": "25"},
+    "/v1/accounts/{id}/entries": {"limit": "25", "from": "2026-11-01T00:00:00Z", "to": "2026-11-24T23:59:59.999Z"},
+    "/v1/accounts/{id}/balance": {"at": "2026-11-24T12:00:00Z"},
     "/v1/webhook-events": {"outcome": "rejected"},
     "/v1/analytics/accounts/{id}": {"granularity": "day", "from": "2026-11-01", "to": "2026-11-24"},
     "/v1/analytics/tenant": {"currency": "USD", "granularity": "day", "from": "2026-11-01", "to": "2026-11-24"},
@@ -81,6 +83,8 @@ QUERIES = {
 PATH_VALUES = {
     "/v1/accounts/{id}": {"id": ACCOUNT_ID},
     "/v1/accounts/{id}/transfers": {"id": ACCOUNT_ID},
+    "/v1/accounts/{id}/entries": {"id": ACCOUNT_ID},
+    "/v1/accounts/{id}/balance": {"id": ACCOUNT_ID},
     "/v1/accounts/{id}/freeze": {"id": ACCOUNT_ID},
     "/v1/accounts/{id}/unfreeze": {"id": ACCOUNT_ID},
     "/v1/accounts/{id}/close": {"id": ACCOUNT_ID},

@@ -29,7 +29,7 @@ use fintx_domain::ports::{LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::statement::Entry;
 use fintx_domain::transfer::{
     check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, release_expired,
-    reverse_posted, void_pending, NewTransfer, Transfer, Transition, RELEASES_MAX,
+    reverse_posted, void_pending, NewTransfer, Transfer, Transition, RELEASES_MAX, RELEASE_ACTIONS,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -454,15 +454,14 @@ pub(crate) async fn create_batch(
             new_transfers: batch.transfers,
             ..LedgerWrite::default()
         };
-        // Releases of expired holds take what the transaction has left: each at most an
-        // expiration and one more account.
+        // Releases of expired holds take what the transaction has left.
         let debited: Vec<&Account> = read
             .iter()
             .copied()
             .filter(|a| write.deltas.iter().any(|d| d.account_id == a.id && d.cover.is_some()))
             .collect();
         let spare = TRANSACTION_ACTIONS_MAX.saturating_sub(batch_actions(requests.len(), accounts.len()));
-        release_for(&mut write, &debited, now, spare / 2)?;
+        release_for(&mut write, &debited, now, spare / RELEASE_ACTIONS)?;
         Ok(Decision::Write(Box::new(write), 201, view))
     };
     let plan = || write(plan_batch(batch_id, &ids, &caller.tenant, &requests, now)?, &[]).ok();

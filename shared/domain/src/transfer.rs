@@ -678,6 +678,11 @@ impl Release {
 /// DynamoDB's 100 actions per transaction.
 pub const RELEASES_MAX: usize = 16;
 
+/// The actions one release of an expired hold adds to a write: the transfer's update,
+/// at most one more account (the other side's), and the two accounts' entries. With
+/// [`RELEASES_MAX`] of them a write stays within 64 actions of its own.
+pub const RELEASE_ACTIONS: usize = 4;
+
 pub fn release_expired(account: &Account, now: Timestamp, debits_only: bool) -> Release {
     let mut release = Release::default();
     for entry in account

@@ -3,75 +3,13 @@
 //! refused only by expired holds releases them in its own write, and the sweep releases
 //! the rest in storage exactly once.
 
-use std::sync::Arc;
-
-use fintx_adapters::dynamo::DynamoStore;
-use fintx_adapters::system::simulated;
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
-use fintx_domain::ids::AccountId;
-use fintx_domain::ports::{AccountStore, LedgerStore, Reads};
-use fintx_tests::{calls, key, Api, CallCounter, Stack, READ, WRITE};
+use fintx_domain::ports::{LedgerStore, Reads};
+use fintx_tests::{calls, key, Api, READ, WRITE};
 use serde_json::json;
 
-struct Clocked {
-    _stack: Stack,
-    counter: CallCounter,
-    store: Arc<DynamoStore>,
-    app: transactions::App,
-    now_ms: std::cell::Cell<i64>,
-}
-
-impl Clocked {
-    async fn new(seed: u64) -> Clocked {
-        let stack = Stack::fresh().await;
-        let counter = CallCounter::default();
-        let store = Arc::new(DynamoStore::new(
-            stack.counted_dynamo(&counter).await,
-            stack.tables.clone(),
-        ));
-        let mut app = stack.transactions_app();
-        app.store = store.clone();
-        let now_ms = 1_795_000_000_000;
-        simulated::install(now_ms, seed);
-        Clocked {
-            _stack: stack,
-            counter,
-            store,
-            app,
-            now_ms: std::cell::Cell::new(now_ms),
-        }
-    }
-
-    fn advance(&self, ms: i64) {
-        self.now_ms.set(self.now_ms.get() + ms);
-        simulated::advance(ms);
-    }
-
-    fn now(&self) -> Timestamp {
-        Timestamp::from_unix_ms(self.now_ms.get()).unwrap()
-    }
-
-    /// The account as stored, before reads subtract what has expired.
-    async fn stored_balance(&self, id: &str) -> (String, String) {
-        let account = self
-            .store
-            .get_account(&TenantId::parse("t1").unwrap(), &AccountId::parse(id).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        (
-            account.balance.pending_debits.to_string(),
-            account.balance.pending_credits.to_string(),
-        )
-    }
-}
-
-impl Drop for Clocked {
-    fn drop(&mut self) {
-        simulated::uninstall();
-    }
-}
+use crate::clocked::Clocked;
 
 async fn hold(api: &Api<'_>, debit: &str, credit: &str, amount: &str, expires_in: u64) -> serde_json::Value {
     let body = json!({"debit_account_id": debit, "credit_account_id": credit, "amount": amount,

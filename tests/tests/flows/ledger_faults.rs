@@ -1,5 +1,6 @@
 //! Faults the emulator cannot produce, injected through a wrapper around the store port:
-//! a transaction in flight on the idempotency record, and contention on hot items.
+//! a transaction in flight on the idempotency record, contention on hot items, and a
+//! write landing between the reads of an account's history.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ struct Faulty {
     rejection: Rejection,
     failures: AtomicU32,
     commits: AtomicU32,
+    /// Committed just before the next read of an account's entries.
+    interleave: std::sync::Mutex<Option<LedgerWrite>>,
 }
 
 #[async_trait]
@@ -73,6 +76,10 @@ impl LedgerStore for Faulty {
         range: &fintx_domain::statement::EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<fintx_domain::statement::Entry, fintx_domain::statement::Position>, DomainError> {
+        let interleaved = self.interleave.lock().unwrap().take();
+        if let Some(write) = interleaved {
+            self.inner.commit(&write).await.unwrap();
+        }
         self.inner.account_entries(tenant, account, range, limit).await
     }
 
@@ -112,6 +119,7 @@ fn faulty(rejection: Rejection, failures: u32) -> Arc<Faulty> {
         rejection,
         failures: AtomicU32::new(failures),
         commits: AtomicU32::new(0),
+        interleave: Default::default(),
     })
 }
 
@@ -160,4 +168,62 @@ async fn contention_that_never_ends_gives_up_within_the_budget_with_a_503() {
         .assert_problem(503, "unavailable");
     assert!(started.elapsed() < std::time::Duration::from_secs(8));
     assert_eq!(api.balance(&a).await["posted"], "0.00");
+}
+
+/// A transfer of `amount` from `debit` to `credit` made at the clock's current instant,
+/// as a write the store applies directly.
+fn write_moving(tenant: &str, debit: &str, credit: &str, amount: &str) -> LedgerWrite {
+    use fintx_domain::money::{Amount, Currency};
+    use fintx_domain::transfer::{plan_api_transfer, NewTransfer};
+    let usd = Currency::parse("USD").unwrap();
+    let request = NewTransfer {
+        debit_account_id: AccountId::parse(debit).unwrap(),
+        credit_account_id: AccountId::parse(credit).unwrap(),
+        amount: Amount::parse(amount, usd).unwrap(),
+        currency: usd,
+        pending: false,
+        expires_in: None,
+        description: None,
+        metadata: Default::default(),
+    };
+    let now = fintx_adapters::system::now();
+    let id = TransferId::from_ulid(fintx_adapters::system::new_ulid(now));
+    let (transfer, deltas) = plan_api_transfer(id, &TenantId::parse(tenant).unwrap(), request, now).unwrap();
+    LedgerWrite {
+        deltas: deltas.to_vec(),
+        new_transfers: vec![transfer],
+        ..LedgerWrite::default()
+    }
+}
+
+#[tokio::test]
+async fn a_write_landing_between_the_reads_of_a_history_is_never_mixed_into_it() {
+    use fintx_adapters::system::simulated;
+    simulated::install(1_795_000_000_000, 5);
+    let store = faulty(Rejection::Contention, 0);
+    let app = app(store.clone());
+    let api = Api::new(&app, "t1");
+    let (funder, a) = (api.open("USD", "1000").await, api.open("USD", "0").await);
+    simulated::advance(10);
+    api.transfer(&funder, &a, "100", "USD", false, &key()).await;
+    simulated::advance(10);
+    let then = fintx_adapters::system::now().to_string();
+    simulated::advance(10);
+
+    // The account is read, then a transfer of 25 lands, then the entries after `then`
+    // are read: they include it and the account as first read does not.
+    *store.interleave.lock().unwrap() = Some(write_moving("t1", &funder, &a, "25"));
+    let r = api.get(&format!("/v1/accounts/{a}/balance?at={then}")).await;
+    assert_eq!(r.body["posted"], "100.00", "{r:?}");
+
+    *store.interleave.lock().unwrap() = Some(write_moving("t1", &funder, &a, "5"));
+    let r = api.get(&format!("/v1/accounts/{a}/entries")).await;
+    let after: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["posted_after"].as_str().unwrap())
+        .collect();
+    assert_eq!(after, ["130.00", "125.00", "100.00"], "{r:?}");
+    simulated::uninstall();
 }
