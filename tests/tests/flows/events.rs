@@ -45,6 +45,8 @@ fn expected(function: &str, name: &str) -> Option<(u16, Option<&'static str>)> {
             "transactions",
             "GetAccount"
             | "ListAccountTransfers"
+            | "ListAccountEntries"
+            | "GetBalanceAt"
             | "CreateTransfer"
             | "CreatePayment"
             | "UpdateAccount"
