@@ -152,3 +152,19 @@ balances "$operating_id" "$customer_id"
 printf "   the sweep (every minute; once more now): "
 curl -sS -X POST "$FINTX_SWEEP_URL" --data @events/transactions/SweepExpiredHolds.json
 echo
+
+echo "-- the customer account's statement: every posted change, newest first, with the balance after it"
+api GET "/v1/accounts/$customer_id/entries?limit=10" | .venv/bin/python -c '
+import json, sys
+for e in json.load(sys.stdin)["data"]:
+    print("   %s  %-6s %8s   posted after %9s   %s" % (e["created_at"], e["direction"], e["amount"], e["posted_after"], e["transfer_id"]))'
+
+echo "-- the operating account's balance in time: a millisecond before the hold expired, and at its expires_at"
+expires_at=$(api GET "/v1/transfers/$expiring_id" | field "['expires_at']")
+just_before=$(.venv/bin/python -c '
+import sys
+from datetime import datetime, timedelta
+t = datetime.strptime(sys.argv[1], "%Y-%m-%dT%H:%M:%S.%fZ") - timedelta(milliseconds=1)
+print(t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000))' "$expires_at")
+echo "   at $just_before: $(api GET "/v1/accounts/$operating_id/balance?at=$just_before")"
+echo "   at $expires_at: $(api GET "/v1/accounts/$operating_id/balance?at=$expires_at")"
