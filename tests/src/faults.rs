@@ -354,7 +354,7 @@ impl LedgerStore for FaultyStore {
     async fn account_entries(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &fintx_domain::account::Account,
         range: &fintx_domain::statement::EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<fintx_domain::statement::Entry, fintx_domain::statement::Position>, DomainError> {
@@ -370,7 +370,7 @@ impl LedgerStore for FaultyStore {
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &fintx_domain::account::Account,
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError> {

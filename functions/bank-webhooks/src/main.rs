@@ -31,10 +31,10 @@ async fn main() -> Result<(), Error> {
     let config = fintx_adapters::aws::sdk_config()?;
     let kms = aws_sdk_kms::Client::new(&config);
     let ciphertext = Arc::new(std::env::var("FINTX_CONNECTOR_CONFIG_CIPHERTEXT").unwrap_or_default());
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        settings.tables.clone(),
-    ));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone())
+            .with_balance_slots(settings.balance_slots),
+    );
     let cipher = Arc::new(EnvelopeCipher::new(
         KmsDataKeys::new(kms.clone(), settings.kms_key_id.clone()),
         CacheLimits::default(),

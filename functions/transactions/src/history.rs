@@ -67,7 +67,7 @@ pub(crate) async fn balance_at(
         if at < stored.created_at {
             return Err(DomainError::AccountNotFound);
         }
-        let entries = app.store.account_entries(&caller.tenant, &id, &later, None).await?;
+        let entries = app.store.account_entries(&caller.tenant, &stored, &later, None).await?;
         if !unchanged(app, caller, &stored).await? {
             continue;
         }
@@ -138,7 +138,7 @@ pub(crate) async fn list_entries(
                     below,
                     posted_only: true,
                 };
-                let skipped = app.store.account_entries(&caller.tenant, &id, &skipped, None).await?;
+                let skipped = app.store.account_entries(&caller.tenant, &stored, &skipped, None).await?;
                 posted = posted_before(posted, &skipped.items)?;
                 below = Some(top);
             }
@@ -150,7 +150,7 @@ pub(crate) async fn list_entries(
         };
         let page = app
             .store
-            .account_entries(&caller.tenant, &id, &range, Some(limit))
+            .account_entries(&caller.tenant, &stored, &range, Some(limit))
             .await?;
         if resume.is_none() && !unchanged(app, caller, &stored).await? {
             continue;

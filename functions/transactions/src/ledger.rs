@@ -681,13 +681,14 @@ pub(crate) async fn list_account_transfers(
             Some(TransferId::parse(&position).ok_or(DomainError::InvalidCursor)?)
         }
     };
-    app.store
+    let account = app
+        .store
         .get_account(&caller.tenant, &id)
         .await?
         .ok_or(DomainError::AccountNotFound)?;
     let page = app
         .store
-        .list_account_transfers(&caller.tenant, &id, limit, before)
+        .list_account_transfers(&caller.tenant, &account, limit, before)
         .await?;
     let next_cursor = match page.next {
         None => None,

@@ -24,10 +24,10 @@ async fn main() -> Result<(), Error> {
             KmsDataKeys::new(kms.clone(), settings.kms_key_id.clone()),
             CacheLimits::default(),
         )),
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            settings.tables.clone(),
-        )),
+        store: Arc::new(
+            DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone())
+                .with_balance_slots(settings.balance_slots),
+        ),
         cursor_keys: Arc::new(KmsCursorKeys::new(kms, settings.cursor_key_id.clone())),
         connectors: settings.connectors.clone(),
         dev_auth_headers: settings.dev_auth_headers,

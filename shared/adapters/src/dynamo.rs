@@ -6,24 +6,111 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use fintx_domain::account::Account;
+use fintx_domain::account::{Account, AccountKind};
 use fintx_domain::auth::TenantId;
 use fintx_domain::ids::AccountId;
 use fintx_domain::ports::{AccountStore, Page};
 use fintx_domain::DomainError;
 
 use crate::aws::failed;
-use crate::schema::{account_from_item, account_item, account_key, s, tenant_accounts_pk};
+use crate::schema::{account_from_item, account_item, account_key, s, slot_from_item, slot_key, tenant_accounts_pk};
+use fintx_domain::transfer::BALANCE_SLOTS_MAX;
 use crate::settings::Tables;
 
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    /// How many balance slots a movement through a spread account picks from.
+    balance_slots: u16,
+    /// Spread accounts this environment saw stored: a movement through one of them need
+    /// not make sure its account item exists, and so does not touch it (SPEC §10).
+    /// Account items are never deleted, so what is remembered stays true.
+    opened: std::sync::Mutex<std::collections::HashSet<AccountId>>,
 }
+
+/// Spread accounts an environment remembers as stored before it forgets them all.
+const OPENED_REMEMBERED_MAX: usize = 10_000;
 
 impl DynamoStore {
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            balance_slots: crate::settings::BALANCE_SLOTS_DEFAULT,
+            opened: Default::default(),
+        }
+    }
+
+    /// Movements through spread accounts pick one of `slots` balance items (1 to
+    /// [`BALANCE_SLOTS_MAX`]); reads always sum every slot, so this may change at any time.
+    pub fn with_balance_slots(mut self, slots: u16) -> Self {
+        self.balance_slots = slots.clamp(1, BALANCE_SLOTS_MAX);
+        self
+    }
+
+    pub fn balance_slots(&self) -> u16 {
+        self.balance_slots
+    }
+
+    pub(crate) fn is_opened(&self, id: &AccountId) -> bool {
+        self.opened.lock().is_ok_and(|known| known.contains(id))
+    }
+
+    pub(crate) fn remember_opened(&self, ids: impl IntoIterator<Item = AccountId>) {
+        if let Ok(mut known) = self.opened.lock() {
+            if known.len() >= OPENED_REMEMBERED_MAX {
+                known.clear();
+            }
+            known.extend(ids);
+        }
+    }
+
+    /// A spread account with its balances and version summed over its item and every
+    /// balance slot, read together in one `TransactGetItems` so the sum is never torn.
+    /// Other accounts are returned as they are.
+    pub(crate) async fn with_slots(&self, account: Account) -> Result<Account, DomainError> {
+        if account.kind != AccountKind::Clearing {
+            return Ok(account);
+        }
+        let mut gets = vec![account_key(&account.id)];
+        gets.extend((0..BALANCE_SLOTS_MAX).map(|slot| slot_key(&account.id, slot)));
+        let gets = gets
+            .into_iter()
+            .map(|key| {
+                let get = aws_sdk_dynamodb::types::Get::builder()
+                    .table_name(&self.tables.ledger)
+                    .set_key(Some(key))
+                    .build()
+                    .map_err(|_| DomainError::Unavailable)?;
+                Ok(aws_sdk_dynamodb::types::TransactGetItem::builder().get(get).build())
+            })
+            .collect::<Result<Vec<_>, DomainError>>()?;
+        let output = self
+            .client
+            .transact_get_items()
+            .set_transact_items(Some(gets))
+            .send()
+            .await
+            .map_err(failed("TransactGetItems balance slots"))?;
+        let mut responses = output.responses.unwrap_or_default().into_iter();
+        let main = responses.next().and_then(|r| r.item).ok_or(DomainError::Unavailable)?;
+        let mut summed = account_from_item(&main)?;
+        self.remember_opened([summed.id]);
+        for item in responses.filter_map(|r| r.item) {
+            let (balance, version) = slot_from_item(&item)?;
+            let b = &mut summed.balance;
+            b.posted = b.posted.checked_add(balance.posted).ok_or(DomainError::Overflow)?;
+            b.pending_debits = b
+                .pending_debits
+                .checked_add(balance.pending_debits)
+                .ok_or(DomainError::Overflow)?;
+            b.pending_credits = b
+                .pending_credits
+                .checked_add(balance.pending_credits)
+                .ok_or(DomainError::Overflow)?;
+            summed.version = summed.version.checked_add(version).ok_or(DomainError::Overflow)?;
+        }
+        Ok(summed)
     }
 
     pub fn tables(&self) -> &Tables {
@@ -104,7 +191,10 @@ impl AccountStore for DynamoStore {
         let Some(item) = output.item else { return Ok(None) };
         let account = account_from_item(&item)?;
         // Another tenant's account answers exactly like a missing one.
-        Ok((&account.tenant == tenant).then_some(account))
+        if &account.tenant != tenant {
+            return Ok(None);
+        }
+        self.with_slots(account).await.map(Some)
     }
 
     async fn list_accounts(
@@ -129,12 +219,10 @@ impl AccountStore for DynamoStore {
             None => query.key_condition_expression("gsi1pk = :pk"),
         };
         let output = query.send().await.map_err(failed("Query accounts"))?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(account_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            items.push(self.with_slots(account_from_item(&item)?).await?);
+        }
         Ok(Page::from_overfetch(items, limit, |a| a.id))
     }
 }

@@ -15,7 +15,10 @@ use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
 use fintx_domain::statement::{Entry, EntryRange, Position};
-use fintx_domain::transfer::{AccountDelta, HoldChange, Requires, Transfer, TransferStatus};
+use fintx_domain::account::Account;
+use fintx_domain::transfer::{
+    balance_slot, AccountDelta, HoldChange, Requires, Transfer, TransferStatus, BALANCE_SLOTS_MAX,
+};
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 
@@ -26,7 +29,7 @@ use crate::schema::{
     entry_from_item, entry_item, entry_sort_bounds, event_from_item, event_item, event_key, event_listing_pk,
     held_entry_value, idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item,
     payment_key, s, transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS,
-    EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY,
+    EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY, account_pk, slot_key, slot_pk,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -195,6 +198,235 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// The change of a spread account, applied to one of its balance slots: no read, no
+/// version, no lower bound (SPEC §10). A slot is created by the first movement that picks
+/// it, with the account's facts when the write knows them, and must then agree with them.
+fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<TransactWriteItem, DomainError> {
+    if delta.cover.is_some() || delta.requires.is_some() || !delta.holds.is_empty() {
+        // Only accounts without a lower bound, a lifecycle or expiring holds spread.
+        tracing::error!("a spread account's change carries a condition it cannot have");
+        return Err(DomainError::Unavailable);
+    }
+    let headroom = delta.headroom_change()?;
+    let mut values = HashMap::from([
+        (":p".to_owned(), n(delta.posted)),
+        (":pd".to_owned(), n(delta.pending_debits)),
+        (":pc".to_owned(), n(delta.pending_credits)),
+        (":h".to_owned(), n(headroom)),
+        (":one".to_owned(), AttributeValue::N("1".into())),
+        (":account".to_owned(), s(delta.account_id.to_string())),
+        (":entity".to_owned(), s("balance_slot")),
+    ]);
+    let mut names = HashMap::from([("#entity".to_owned(), "entity".to_owned())]);
+    let mut sets = vec![
+        "#entity = if_not_exists(#entity, :entity)".to_owned(),
+        "account_id = if_not_exists(account_id, :account)".to_owned(),
+    ];
+    let mut condition = None;
+    if let Some(expect) = &delta.expect {
+        names.insert("#tenant".to_owned(), "tenant_id".to_owned());
+        names.insert("#currency".to_owned(), "currency".to_owned());
+        names.insert("#kind".to_owned(), "kind".to_owned());
+        values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
+        values.insert(":currency".to_owned(), s(expect.currency.code()));
+        values.insert(":kind".to_owned(), s(expect.kind.as_str()));
+        for (name, value) in [("#tenant", ":tenant"), ("#currency", ":currency"), ("#kind", ":kind")] {
+            sets.push(format!("{name} = if_not_exists({name}, {value})"));
+        }
+        condition = Some(
+            "attribute_not_exists(pk) OR (#tenant = :tenant AND #currency = :currency AND #kind = :kind)".to_owned(),
+        );
+    }
+    let update = Update::builder()
+        .table_name(ledger)
+        .set_key(Some(slot_key(&delta.account_id, slot)))
+        .update_expression(format!(
+            "SET {} ADD posted :p, pending_debits :pd, pending_credits :pc, spendable :h, version :one",
+            sets.join(", ")
+        ))
+        .set_condition_expression(condition)
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A spread account's own item, created as its first movement opens it (its balances
+/// stay in the slots): every attribute set only where absent, on condition that an
+/// existing item is the same account.
+fn open_account(ledger: &str, opening: &Account) -> Result<TransactWriteItem, DomainError> {
+    let mut item: Vec<(String, AttributeValue)> = account_item(opening)?.into_iter().collect();
+    item.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut names = HashMap::from([
+        ("#tenant".to_owned(), "tenant_id".to_owned()),
+        ("#currency".to_owned(), "currency".to_owned()),
+        ("#kind".to_owned(), "kind".to_owned()),
+    ]);
+    let mut values = HashMap::from([
+        (":tenant".to_owned(), s(opening.tenant.as_str())),
+        (":currency".to_owned(), s(opening.currency.code())),
+        (":kind".to_owned(), s(opening.kind.as_str())),
+    ]);
+    let mut sets = Vec::new();
+    for (i, (name, value)) in item.into_iter().enumerate() {
+        if name == "pk" || name == "sk" {
+            continue;
+        }
+        sets.push(format!("#o{i} = if_not_exists(#o{i}, :o{i})"));
+        names.insert(format!("#o{i}"), name);
+        values.insert(format!(":o{i}"), value);
+    }
+    let update = Update::builder()
+        .table_name(ledger)
+        .set_key(Some(account_key(&opening.id)))
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression(
+            "attribute_not_exists(pk) OR (#tenant = :tenant AND #currency = :currency AND #kind = :kind)",
+        )
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(|_| DomainError::Unavailable)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// One item of a ledger write's `TransactWriteItems`, with what it is (to read
+/// cancellation reasons back).
+pub struct WriteItem {
+    pub item: TransactWriteItem,
+    role: Role,
+}
+
+impl DynamoStore {
+    /// The items of the one `TransactWriteItems` that commits `write`, every condition
+    /// attached (the capacity model in the benchmarks reads them too), and the spread
+    /// accounts whose own item it makes sure exists.
+    pub fn write_items(&self, write: &LedgerWrite) -> Result<(Vec<WriteItem>, Vec<AccountId>), DomainError> {
+        let ledger = self.tables().ledger.as_str();
+        let mut items = Vec::new();
+        let mut push = |item: TransactWriteItem, role: Role| items.push(WriteItem { item, role });
+        // The records that make a write happen once return what they found when they
+        // refuse it, so a replay needs no read (SPEC §10).
+        if let Some(record) = &write.idempotency {
+            push(
+                recorded_put(&self.tables().idempotency, idempotency_item(record))?,
+                Role::Idempotency,
+            );
+        }
+        if let Some(event) = &write.event {
+            push(recorded_put(&self.tables().webhook_events, event_item(event))?, Role::Event);
+        }
+        if let Some(reference) = &write.deposit_reference {
+            push(
+                put(&self.tables().webhook_events, deposit_reference_item(reference), NEW, None)?,
+                Role::DepositReference,
+            );
+        }
+        if let Some(reference) = &write.reference_unapplied {
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables().webhook_events)
+                .set_key(Some(deposit_reference_key(reference)))
+                .condition_expression(NEW)
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            push(
+                TransactWriteItem::builder().condition_check(check).build(),
+                Role::DepositReference,
+            );
+        }
+        for account in &write.new_accounts {
+            push(put(ledger, account_item(account)?, NEW, None)?, Role::Other);
+        }
+        for fintx_domain::ports::AccountUpdate {
+            account,
+            version: expected,
+            ..
+        } in &write.account_updates
+        {
+            // The version moves with every balance change, so the whole account as read,
+            // with its new settings, replaces the stored one only if nothing moved since.
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            push(put(ledger, account_item(account)?, "version = :v", Some(values))?, Role::Other);
+        }
+        // Spread accounts move one balance slot, the same one for every spread account
+        // of this write, chosen by its transfer's random bits.
+        let slot = write.slot_transfer().map_or(0, |t| balance_slot(t, self.balance_slots()));
+        let mut spread: Vec<AccountId> = Vec::new();
+        let mut opening = Vec::new();
+        for delta in &write.deltas {
+            if delta.spread {
+                spread.push(delta.account_id);
+                push(slot_update(ledger, delta, slot)?, Role::Other);
+                // Its own item is made sure of until this environment has seen it stored:
+                // after that, a movement touches only its slot.
+                if let Some(account) = delta.open.as_deref().filter(|a| !self.is_opened(&a.id)) {
+                    push(open_account(ledger, account)?, Role::Other);
+                    opening.push(account.id);
+                }
+                continue;
+            }
+            let role = if delta.cover.is_some() {
+                Role::CoveredDebit
+            } else {
+                Role::Other
+            };
+            push(delta_update(ledger, delta)?, role);
+        }
+        let slot_of = |account: &AccountId| spread.contains(account).then_some(slot);
+        for transfer in &write.new_transfers {
+            push(put(ledger, transfer_item(transfer), NEW, None)?, Role::Other);
+            // One entry per side: each account's transfers and history are one Query away
+            // (a spread account's in the partition of the slot its change went to).
+            for entry in Entry::opened(transfer) {
+                let item = entry_item(&entry, &transfer.tenant, slot_of(&entry.account_id));
+                push(put(ledger, item, NEW, None)?, Role::Other);
+            }
+        }
+        if !write.entries.is_empty() {
+            let tenant = entry_tenant(write).ok_or(DomainError::Unavailable)?;
+            for entry in &write.entries {
+                let item = entry_item(entry, tenant, slot_of(&entry.account_id));
+                push(put(ledger, item, NEW, None)?, Role::Other);
+            }
+        }
+        for (transfer, expected) in &write.transfer_updates {
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            push(
+                put(ledger, transfer_item(transfer), "version = :v", Some(values))?,
+                Role::Other,
+            );
+        }
+        for (id, at) in &write.expirations {
+            // A hold released by its accounts' entries: still pending, it becomes expired
+            // and leaves the expiry index.
+            let update = Update::builder()
+                .table_name(ledger)
+                .set_key(Some(transfer_key(id)))
+                .update_expression(format!(
+                    "SET #status = :expired, updated_at = :at ADD version :one REMOVE {EXPIRY_PK}, {EXPIRY_SK}"
+                ))
+                .condition_expression("#status = :pending")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":expired", s(TransferStatus::Expired.as_str()))
+                .expression_attribute_values(":pending", s(TransferStatus::Pending.as_str()))
+                .expression_attribute_values(":at", s(at.to_string()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            push(TransactWriteItem::builder().update(update).build(), Role::Other);
+        }
+        for payment in &write.new_payments {
+            push(put(ledger, payment_item(payment), NEW, None)?, Role::Other);
+        }
+        for (payment, expected) in &write.payment_updates {
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            push(put(ledger, payment_item(payment), "version = :v", Some(values))?, Role::Other);
+        }
+        Ok((items, opening))
+    }
+}
+
 #[async_trait]
 impl LedgerStore for DynamoStore {
     async fn read(&self, tenant: &TenantId, reads: &Reads) -> Result<Snapshot, DomainError> {
@@ -246,7 +478,16 @@ impl LedgerStore for DynamoStore {
                 Slot::Event => snapshot.event = item.map(|i| event_from_item(&i)).transpose()?,
                 Slot::Account => {
                     let account = item.map(|i| account_from_item(&i)).transpose()?;
-                    snapshot.accounts.push(account.filter(|a| visible(&a.tenant)));
+                    let account = match account.filter(|a| visible(&a.tenant)) {
+                        // A spread account's balances are in its slots: read them with
+                        // its item again, so the figures are exact (a rare read: no
+                        // decision on a clearing account depends on its balance).
+                        Some(a) if a.kind == fintx_domain::account::AccountKind::Clearing => {
+                            Some(self.with_slots(a).await?)
+                        }
+                        other => other,
+                    };
+                    snapshot.accounts.push(account);
                 }
                 Slot::Transfer => {
                     let transfer = item.map(|i| transfer_from_item(&i)).transpose()?;
@@ -266,110 +507,8 @@ impl LedgerStore for DynamoStore {
             tracing::error!(%error, "refusing a ledger write that does not balance");
             return Err(CommitError::Failed(error));
         }
-        let ledger = self.tables().ledger.as_str();
-        let mut items = Vec::new();
-        let mut roles = Vec::new();
-        // The records that make a write happen once return what they found when they
-        // refuse it, so a replay needs no read (SPEC §10).
-        if let Some(record) = &write.idempotency {
-            items.push(recorded_put(&self.tables().idempotency, idempotency_item(record))?);
-            roles.push(Role::Idempotency);
-        }
-        if let Some(event) = &write.event {
-            items.push(recorded_put(&self.tables().webhook_events, event_item(event))?);
-            roles.push(Role::Event);
-        }
-        if let Some(reference) = &write.deposit_reference {
-            items.push(put(
-                &self.tables().webhook_events,
-                deposit_reference_item(reference),
-                NEW,
-                None,
-            )?);
-            roles.push(Role::DepositReference);
-        }
-        if let Some(reference) = &write.reference_unapplied {
-            let check = ConditionCheck::builder()
-                .table_name(&self.tables().webhook_events)
-                .set_key(Some(deposit_reference_key(reference)))
-                .condition_expression(NEW)
-                .build()
-                .map_err(|_| DomainError::Unavailable)?;
-            items.push(TransactWriteItem::builder().condition_check(check).build());
-            roles.push(Role::DepositReference);
-        }
-        for account in &write.new_accounts {
-            items.push(put(ledger, account_item(account)?, NEW, None)?);
-            roles.push(Role::Other);
-        }
-        for fintx_domain::ports::AccountUpdate {
-            account,
-            version: expected,
-            ..
-        } in &write.account_updates
-        {
-            // The version moves with every balance change, so the whole account as read,
-            // with its new settings, replaces the stored one only if nothing moved since.
-            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
-            items.push(put(ledger, account_item(account)?, "version = :v", Some(values))?);
-            roles.push(Role::Other);
-        }
-        for delta in &write.deltas {
-            items.push(delta_update(ledger, delta)?);
-            roles.push(if delta.cover.is_some() {
-                Role::CoveredDebit
-            } else {
-                Role::Other
-            });
-        }
-        for transfer in &write.new_transfers {
-            items.push(put(ledger, transfer_item(transfer), NEW, None)?);
-            roles.push(Role::Other);
-            // One entry per side: each account's transfers and history are one Query away.
-            for entry in Entry::opened(transfer) {
-                items.push(put(ledger, entry_item(&entry, &transfer.tenant), NEW, None)?);
-                roles.push(Role::Other);
-            }
-        }
-        for entry in &write.entries {
-            let tenant = entry_tenant(write).ok_or(CommitError::Failed(DomainError::Unavailable))?;
-            items.push(put(ledger, entry_item(entry, tenant), NEW, None)?);
-            roles.push(Role::Other);
-        }
-        for (transfer, expected) in &write.transfer_updates {
-            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
-            items.push(put(ledger, transfer_item(transfer), "version = :v", Some(values))?);
-            roles.push(Role::Other);
-        }
-        for (id, at) in &write.expirations {
-            // A hold released by its accounts' entries: still pending, it becomes expired
-            // and leaves the expiry index.
-            let update = Update::builder()
-                .table_name(ledger)
-                .set_key(Some(transfer_key(id)))
-                .update_expression(format!(
-                    "SET #status = :expired, updated_at = :at ADD version :one REMOVE {EXPIRY_PK}, {EXPIRY_SK}"
-                ))
-                .condition_expression("#status = :pending")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":expired", s(TransferStatus::Expired.as_str()))
-                .expression_attribute_values(":pending", s(TransferStatus::Pending.as_str()))
-                .expression_attribute_values(":at", s(at.to_string()))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .build()
-                .map_err(|_| DomainError::Unavailable)?;
-            items.push(TransactWriteItem::builder().update(update).build());
-            roles.push(Role::Other);
-        }
-        for payment in &write.new_payments {
-            items.push(put(ledger, payment_item(payment), NEW, None)?);
-            roles.push(Role::Other);
-        }
-        for (payment, expected) in &write.payment_updates {
-            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
-            items.push(put(ledger, payment_item(payment), "version = :v", Some(values))?);
-            roles.push(Role::Other);
-        }
+        let (items, opening) = self.write_items(write)?;
+        let (items, roles): (Vec<TransactWriteItem>, Vec<Role>) = items.into_iter().map(|i| (i.item, i.role)).unzip();
         let result = self
             .client()
             .transact_write_items()
@@ -377,7 +516,10 @@ impl LedgerStore for DynamoStore {
             .send()
             .await;
         let error = match result {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                self.remember_opened(opening);
+                return Ok(());
+            }
             Err(error) => error,
         };
         let reasons = match error.as_service_error() {
@@ -476,17 +618,19 @@ impl LedgerStore for DynamoStore {
     async fn account_entries(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         range: &EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<Entry, Position>, DomainError> {
         // New transfers' entries and later changes' live under two prefixes, each in
-        // order: read each newest first and merge.
-        let mut entries = self.entries_under(OPENED_ENTRY, tenant, account, range, limit).await?;
-        entries.extend(
-            self.entries_under(RESOLVED_ENTRY, tenant, account, range, limit)
-                .await?,
-        );
+        // order, in the account's partition and (spread accounts) its slots': read each
+        // newest first and merge.
+        let mut entries = Vec::new();
+        for pk in partitions(account) {
+            for prefix in [OPENED_ENTRY, RESOLVED_ENTRY] {
+                entries.extend(self.entries_under(prefix, tenant, &pk, range, limit).await?);
+            }
+        }
         entries.sort_by_key(|e| std::cmp::Reverse(e.position()));
         Ok(match limit {
             Some(limit) => Page::from_overfetch(entries, limit, Entry::position),
@@ -500,38 +644,42 @@ impl LedgerStore for DynamoStore {
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError> {
         let ledger = &self.tables().ledger;
         let upper = match before {
-            Some(b) => format!("TR#{b}"),
+            Some(b) => format!("{OPENED_ENTRY}{b}"),
             // Every transfer id sorts below this bound.
-            None => "TR#~".to_owned(),
+            None => format!("{OPENED_ENTRY}~"),
         };
-        let output = self
-            .client()
-            .query()
-            .table_name(ledger)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", s(format!("ACCT#{account}")))
-            .expression_attribute_values(":lo", s("TR#"))
-            .expression_attribute_values(":hi", s(upper.clone()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(failed("Query account transfers"))?;
+        // A spread account's transfers are listed in each of its partitions: merge them.
         let mut ids = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            let entry = Item(&item);
-            if entry.s("sk")? == upper || entry.s("tenant_id")? != tenant.as_str() {
-                continue;
+        for pk in partitions(account) {
+            let output = self
+                .client()
+                .query()
+                .table_name(ledger)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":lo", s(OPENED_ENTRY))
+                .expression_attribute_values(":hi", s(upper.clone()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(failed("Query account transfers"))?;
+            for item in output.items.unwrap_or_default() {
+                let entry = Item(&item);
+                if entry.s("sk")? == upper || entry.s("tenant_id")? != tenant.as_str() {
+                    continue;
+                }
+                ids.push(TransferId::parse(entry.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?);
             }
-            ids.push(TransferId::parse(entry.s("transfer_id")?).ok_or_else(|| corrupt("transfer_id"))?);
         }
+        ids.sort_unstable_by(|a, b| b.cmp(a));
         let ids = Page::from_overfetch(ids, limit, |id| *id);
         let transfers = self.batch_get_transfers(&ids.items).await?;
         Ok(Page {
@@ -539,6 +687,15 @@ impl LedgerStore for DynamoStore {
             next: ids.next,
         })
     }
+}
+
+/// The partitions an account's entries live in: its own, and a spread account's slots'.
+fn partitions(account: &Account) -> Vec<String> {
+    let mut pks = vec![account_pk(&account.id)];
+    if account.kind == fintx_domain::account::AccountKind::Clearing {
+        pks.extend((0..BALANCE_SLOTS_MAX).map(|slot| slot_pk(&account.id, slot)));
+    }
+    pks
 }
 
 /// The tenant an explicit entry of `write` is kept under: every write moves one
@@ -561,7 +718,7 @@ impl DynamoStore {
         &self,
         prefix: &str,
         tenant: &TenantId,
-        account: &AccountId,
+        pk: &str,
         range: &EntryRange,
         limit: Option<usize>,
     ) -> Result<Vec<Entry>, DomainError> {
@@ -583,7 +740,7 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.tables().ledger)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(format!("ACCT#{account}")))
+                .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":lo", s(low.clone()))
                 .expression_attribute_values(":hi", s(high.clone()))
                 .scan_index_forward(false)

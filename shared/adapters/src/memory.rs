@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use fintx_domain::account::Account;
+use fintx_domain::account::{Account, Balance};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::idempotency::IdempotencyRecord;
@@ -29,18 +29,64 @@ struct State {
     deposit_references: std::collections::HashSet<String>,
     /// Every account's entries, in the order of its history.
     entries: BTreeMap<(AccountId, Position), Entry>,
+    /// The balance slots of spread accounts: what each adds to its account's balances
+    /// and version, kept apart as DynamoDB keeps them.
+    slots: BTreeMap<(AccountId, u16), (Balance, u64)>,
     /// Every change of a transfer record, `(old image, new image)`, when kept.
     changes: Option<Vec<(Option<Transfer>, Transfer)>>,
 }
 
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    balance_slots: u16,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            balance_slots: crate::settings::BALANCE_SLOTS_DEFAULT,
+        }
+    }
+}
+
+impl State {
+    /// The account with its balance slots summed in, as a read shows it.
+    fn summed(&self, account: &Account) -> Account {
+        let mut summed = account.clone();
+        let slots = self
+            .slots
+            .range((account.id, 0)..=(account.id, u16::MAX))
+            .map(|(_, slot)| slot);
+        for (balance, version) in slots {
+            let b = &mut summed.balance;
+            // Sums of stored figures that each fit; an overflow would have refused the
+            // write that made it.
+            b.posted = b.posted.saturating_add(balance.posted);
+            b.pending_debits = b.pending_debits.saturating_add(balance.pending_debits);
+            b.pending_credits = b.pending_credits.saturating_add(balance.pending_credits);
+            summed.version = summed.version.saturating_add(*version);
+        }
+        summed
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Movements through spread accounts pick one of `slots` balance slots.
+    pub fn with_balance_slots(mut self, slots: u16) -> Self {
+        self.balance_slots = slots.clamp(1, fintx_domain::transfer::BALANCE_SLOTS_MAX);
+        self
+    }
+
+    /// How many balance slots each spread account uses (for tests of the spreading).
+    pub fn slots_used(&self, account: &AccountId) -> usize {
+        self.state()
+            .map(|s| s.slots.range((*account, 0)..=(*account, u16::MAX)).count())
+            .unwrap_or(0)
     }
 
     /// A store that keeps every change of a transfer record in order, as the ledger
@@ -68,7 +114,7 @@ impl MemoryStore {
     /// Every account (for invariant checks in tests).
     pub fn all_accounts(&self) -> Vec<Account> {
         self.state()
-            .map(|s| s.accounts.values().cloned().collect())
+            .map(|s| s.accounts.values().map(|a| s.summed(a)).collect())
             .unwrap_or_default()
     }
 
@@ -99,7 +145,8 @@ impl AccountStore for MemoryStore {
     }
 
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> Result<Option<Account>, DomainError> {
-        Ok(self.state()?.accounts.get(id).filter(|a| &a.tenant == tenant).cloned())
+        let state = self.state()?;
+        Ok(state.accounts.get(id).filter(|a| &a.tenant == tenant).map(|a| state.summed(a)))
     }
 
     async fn list_accounts(
@@ -114,7 +161,7 @@ impl AccountStore for MemoryStore {
             .values()
             .rev()
             .filter(|a| &a.tenant == tenant && before.is_none_or(|b| a.id < b));
-        Ok(page(items.cloned(), limit, |a| a.id))
+        Ok(page(items.map(|a| state.summed(a)), limit, |a| a.id))
     }
 }
 
@@ -136,7 +183,7 @@ impl LedgerStore for MemoryStore {
             accounts: reads
                 .accounts
                 .iter()
-                .map(|id| state.accounts.get(id).filter(|a| visible(&a.tenant)).cloned())
+                .map(|id| state.accounts.get(id).filter(|a| visible(&a.tenant)).map(|a| state.summed(a)))
                 .collect(),
             transfer: reads
                 .transfer
@@ -224,6 +271,10 @@ impl LedgerStore for MemoryStore {
             return reject(Rejection::Stale);
         }
         let mut updated: Vec<Account> = write.account_updates.iter().map(|u| u.account.clone()).collect();
+        let slot = write
+            .slot_transfer()
+            .map_or(0, |t| fintx_domain::transfer::balance_slot(t, self.balance_slots));
+        let mut slot_changes = Vec::new();
         for delta in &write.deltas {
             let current = match (state.accounts.get(&delta.account_id), &delta.open) {
                 (Some(current), _) => current,
@@ -239,6 +290,30 @@ impl LedgerStore for MemoryStore {
                 if current.headroom()? < cover.value() {
                     return reject(Rejection::InsufficientFunds);
                 }
+            }
+            if delta.spread {
+                // A spread account moves one slot, never its own record (which the
+                // movement opens if it is new).
+                if delta.cover.is_some() || delta.requires.is_some() || !delta.holds.is_empty() {
+                    return Err(CommitError::Failed(DomainError::Unavailable));
+                }
+                let (mut balance, version) = state
+                    .slots
+                    .get(&(delta.account_id, slot))
+                    .cloned()
+                    .unwrap_or((Balance::ZERO, 0));
+                balance.posted = balance.posted.checked_add(delta.posted).ok_or(DomainError::Overflow)?;
+                balance.pending_debits = balance
+                    .pending_debits
+                    .checked_add(delta.pending_debits)
+                    .ok_or(DomainError::Overflow)?;
+                balance.pending_credits = balance
+                    .pending_credits
+                    .checked_add(delta.pending_credits)
+                    .ok_or(DomainError::Overflow)?;
+                slot_changes.push(((delta.account_id, slot), (balance, version.saturating_add(1))));
+                updated.push(current.clone());
+                continue;
             }
             let mut next = current.clone();
             apply_delta(&mut next, delta)?;
@@ -256,6 +331,7 @@ impl LedgerStore for MemoryStore {
         for account in write.new_accounts.iter().cloned().chain(updated) {
             state.accounts.insert(account.id, account);
         }
+        state.slots.extend(slot_changes);
         for transfer in write
             .new_transfers
             .iter()
@@ -329,13 +405,13 @@ impl LedgerStore for MemoryStore {
     async fn account_entries(
         &self,
         _tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         range: &EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<Entry, Position>, DomainError> {
         let state = self.state()?;
-        let low = (*account, range.from.unwrap_or(Position::start_of(i64::MIN)));
-        let high = (*account, range.below.unwrap_or(Position::start_of(i64::MAX)));
+        let low = (account.id, range.from.unwrap_or(Position::start_of(i64::MIN)));
+        let high = (account.id, range.below.unwrap_or(Position::start_of(i64::MAX)));
         if low >= high {
             return Ok(Page {
                 items: Vec::new(),
@@ -360,14 +436,14 @@ impl LedgerStore for MemoryStore {
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError> {
         let state = self.state()?;
         let items = state.transfers.values().rev().filter(|t| {
             &t.tenant == tenant
-                && (t.debit_account_id == *account || t.credit_account_id == *account)
+                && (t.debit_account_id == account.id || t.credit_account_id == account.id)
                 && before.is_none_or(|b| t.id < b)
         });
         Ok(page(items.cloned(), limit, |t| t.id))

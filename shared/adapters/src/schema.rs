@@ -7,6 +7,8 @@
 //! | account (clearing accounts too, ids derived from their key) | `ACCT#<id>` | `ACCT` | `TENANT#<t>#ACCTS` | `<id>` |
 //! | account's entry of a new transfer (its transfer listing, too) | `ACCT#<id>` | `TR#<transfer id>` | | |
 //! | account's entry of a post, void or expiry | `ACCT#<id>` | `TC#<ms, 15 digits>#<transfer id>` | | |
+//! | balance slot of a spread account (SPEC §10) | `ACCT#<id>#<slot>` | `ACCT` | | |
+//! | a spread account's entries | `ACCT#<id>#<slot>` | as above | | |
 //! | transfer | `TR#<id>`     | `TR`   | | |
 //! | payment | `PAY#<id>`     | `PAY`  | | |
 //!
@@ -51,6 +53,30 @@ pub(crate) fn corrupt(what: &str) -> DomainError {
 
 pub(crate) fn account_pk(id: &AccountId) -> String {
     format!("ACCT#{id}")
+}
+
+/// The partition of one balance slot of a spread account, and of the entries written
+/// with it: spread accounts keep their balance and history in several partitions, so
+/// concurrent movements through one of them rarely meet (SPEC §10).
+pub(crate) fn slot_pk(id: &AccountId, slot: u16) -> String {
+    format!("ACCT#{id}#{slot}")
+}
+
+pub(crate) fn slot_key(id: &AccountId, slot: u16) -> Attributes {
+    key(slot_pk(id, slot), "ACCT")
+}
+
+/// A balance slot's figures: what it adds to its account's balances and version.
+pub(crate) fn slot_from_item(raw: &Attributes) -> Result<(Balance, u64), DomainError> {
+    let item = Item(raw);
+    Ok((
+        Balance {
+            posted: item.decimal("posted")?,
+            pending_debits: item.decimal("pending_debits")?,
+            pending_credits: item.decimal("pending_credits")?,
+        },
+        item.u64("version")?,
+    ))
 }
 
 pub(crate) fn tenant_accounts_pk(tenant: &TenantId) -> String {
@@ -639,10 +665,15 @@ pub(crate) fn entry_sort_bounds(prefix: &str, ms: i64) -> (String, String) {
     }
 }
 
-/// An account's entry: one change of its balances by one transfer (SPEC §6).
-pub(crate) fn entry_item(entry: &Entry, tenant: &TenantId) -> Attributes {
+/// An account's entry: one change of its balances by one transfer (SPEC §6), in the
+/// account's partition or (spread accounts) in the slot's its change went to.
+pub(crate) fn entry_item(entry: &Entry, tenant: &TenantId, slot: Option<u16>) -> Attributes {
     let position = entry.position();
-    let mut item = key(account_pk(&entry.account_id), &entry_sort_key(&position));
+    let pk = match slot {
+        Some(slot) => slot_pk(&entry.account_id, slot),
+        None => account_pk(&entry.account_id),
+    };
+    let mut item = key(pk, &entry_sort_key(&position));
     let entity = match entry.phase {
         Phase::Opened => "account_transfer",
         Phase::Resolved => "account_entry",
@@ -662,6 +693,7 @@ pub(crate) fn entry_from_item(raw: &Attributes) -> Result<Entry, DomainError> {
     let account_id = item
         .s("pk")?
         .strip_prefix("ACCT#")
+        .map(|rest| rest.split_once('#').map_or(rest, |(id, _slot)| id))
         .and_then(AccountId::parse)
         .ok_or_else(|| corrupt("pk"))?;
     let sk = item.s("sk")?;
@@ -1030,7 +1062,10 @@ mod tests {
             entry(1_700_000_000_002, 0, Phase::Opened, 1_700_000_000_002),
         ];
         for e in &entries {
-            assert_eq!(&entry_from_item(&entry_item(e, &tenant)).unwrap(), e);
+            assert_eq!(&entry_from_item(&entry_item(e, &tenant, None)).unwrap(), e);
+            let spread = entry_item(e, &tenant, Some(7));
+            assert_eq!(spread["pk"], s(format!("ACCT#{account}#7")));
+            assert_eq!(&entry_from_item(&spread).unwrap(), e);
         }
         // Within each prefix, sort keys order as positions do, and the bounds of an
         // entry's millisecond enclose its key.

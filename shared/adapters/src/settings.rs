@@ -27,7 +27,14 @@ pub struct Settings {
     /// Local development only: accept claims from `x-fintx-*` headers when the request
     /// carries no verified JWT claims. Never set by template.yaml.
     pub dev_auth_headers: bool,
+    /// How many balance items a movement through a spread account picks from
+    /// (`FINTX_BALANCE_SLOTS`, 1 to 16, default 16; SPEC §10). Reads sum all 16, so it can
+    /// change at any time without losing money.
+    pub balance_slots: u16,
 }
+
+/// The default number of balance slots a spread account's movements use.
+pub const BALANCE_SLOTS_DEFAULT: u16 = fintx_domain::transfer::BALANCE_SLOTS_MAX;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct SettingsError {
@@ -70,7 +77,19 @@ impl Settings {
                 })
             }
         };
+        let balance_slots = match lookup("FINTX_BALANCE_SLOTS").as_deref().map(str::trim) {
+            None | Some("") => BALANCE_SLOTS_DEFAULT,
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (1..=fintx_domain::transfer::BALANCE_SLOTS_MAX).contains(n))
+                .ok_or(SettingsError {
+                    variable: "FINTX_BALANCE_SLOTS",
+                    problem: "must be a whole number from 1 to 16",
+                })?,
+        };
         Ok(Self {
+            balance_slots,
             tables: Tables {
                 ledger: required("FINTX_LEDGER_TABLE")?,
                 idempotency: required("FINTX_IDEMPOTENCY_TABLE")?,
@@ -173,6 +192,16 @@ mod tests {
         let err = Settings::from_lookup(env(&FULL[1..])).unwrap_err();
         assert_eq!(err.variable, "FINTX_LEDGER_TABLE");
         assert!(err.to_string().contains("FINTX_LEDGER_TABLE"));
+    }
+
+    #[test]
+    fn balance_slots_default_to_sixteen_and_stay_within_range() {
+        assert_eq!(Settings::from_lookup(env(&FULL)).unwrap().balance_slots, 16);
+        for (text, slots) in [("1", Some(1)), ("8", Some(8)), ("16", Some(16)), ("0", None), ("17", None), ("x", None)] {
+            let mut with = FULL.to_vec();
+            with.push(("FINTX_BALANCE_SLOTS", text));
+            assert_eq!(Settings::from_lookup(env(&with)).ok().map(|s| s.balance_slots), slots, "{text}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub fn combine(deltas: Vec<AccountDelta>) -> Option<Vec<AccountDelta>> {
             (a, b) => a.or(b),
         };
         c.holds.extend(delta.holds);
+        c.spread |= delta.spread;
     }
     Some(combined)
 }

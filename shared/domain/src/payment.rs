@@ -393,6 +393,8 @@ pub fn apply_outcome(
     let mut deltas = deltas;
     for delta in &mut deltas {
         delta.requires = None;
+        // The clearing account's side spreads (SPEC §10).
+        delta.spread |= delta.account_id == clearing.id;
     }
     let entries = match reversal {
         None => Entry::resolving(transfer.id, now, &deltas).to_vec(),

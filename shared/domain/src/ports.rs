@@ -252,6 +252,16 @@ impl LedgerWrite {
         }
     }
 
+    /// The transfer whose random bits pick the balance slot this write moves in every
+    /// spread account it touches (see [`crate::transfer::balance_slot`]).
+    pub fn slot_transfer(&self) -> Option<TransferId> {
+        self.new_transfers
+            .first()
+            .map(|t| t.id)
+            .or_else(|| self.transfer_updates.first().map(|(t, _)| t.id))
+            .or_else(|| self.entries.first().map(|e| e.transfer_id))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.idempotency.is_none()
             && self.deltas.is_empty()
@@ -339,7 +349,7 @@ pub trait LedgerStore: AccountStore {
     async fn account_entries(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         range: &EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<Entry, Position>, DomainError>;
@@ -348,7 +358,7 @@ pub trait LedgerStore: AccountStore {
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &Account,
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError>;
@@ -390,6 +400,7 @@ mod tests {
             open: None,
             requires: None,
             holds: Vec::new(),
+            spread: false,
         }
     }
 

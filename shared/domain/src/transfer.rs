@@ -176,6 +176,23 @@ pub struct AccountDelta {
     pub requires: Option<Requires>,
     /// Expiring holds this change adds to or removes from the account.
     pub holds: Vec<HoldChange>,
+    /// The account's balance is spread over several items (a clearing account, SPEC
+    /// §10): the store applies this change to one of them, with no lower-bound check.
+    pub spread: bool,
+}
+
+/// Most items a spread balance is kept in: reads always sum them all, so the number a
+/// store writes to (its setting, at most this) can change without losing money.
+pub const BALANCE_SLOTS_MAX: u16 = 16;
+
+/// Which of `slots` balance items a write whose first new or changed transfer is `key`
+/// moves: spread evenly by the transfer's random bits, so concurrent transfers through
+/// one account rarely meet, and the same write always picks the same one.
+pub fn balance_slot(key: TransferId, slots: u16) -> u16 {
+    let random = key.ulid().random();
+    let slots = u128::from(slots.clamp(1, BALANCE_SLOTS_MAX));
+    // Below `slots` ≤ 16, so the cast cannot truncate.
+    u16::try_from(random % slots).unwrap_or(0)
 }
 
 /// What a movement needs of an account's lifecycle status.
@@ -232,6 +249,7 @@ impl AccountDelta {
             open: None,
             requires: None,
             holds: Vec::new(),
+            spread: false,
         }
     }
 
@@ -375,6 +393,15 @@ pub(crate) fn transfer_between(
     d.requires = Some(Requires::Open);
     c.requires = Some(Requires::NotClosed);
     let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
+    // Clearing accounts need no lower bound and have no lifecycle: their balances
+    // spread (SPEC §10), and their movements assume no status.
+    d.spread = debit.kind == AccountKind::Clearing;
+    c.spread = credit.kind == AccountKind::Clearing;
+    for side in [&mut d, &mut c] {
+        if side.spread {
+            side.requires = None;
+        }
+    }
     d.expect = Some(debit);
     c.expect = Some(credit);
     let expires_at = match (request.pending, request.expires_in) {
@@ -592,7 +619,9 @@ pub fn plan_reversal(
     let mut c = AccountDelta::new(original.debit_account_id);
     d.posted = minus(r);
     d.cover = (credit_kind == AccountKind::Customer).then_some(amount);
-    d.requires = Some(Requires::Open);
+    // A clearing account's balance spreads and it has no lifecycle (SPEC §10).
+    d.spread = credit_kind == AccountKind::Clearing;
+    d.requires = (!d.spread).then_some(Requires::Open);
     c.posted = r;
     c.requires = Some(Requires::NotClosed);
     let mut updated = original.clone();

@@ -72,7 +72,7 @@ impl LedgerStore for Faulty {
     async fn account_entries(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &fintx_domain::account::Account,
         range: &fintx_domain::statement::EntryRange,
         limit: Option<usize>,
     ) -> Result<Page<fintx_domain::statement::Entry, fintx_domain::statement::Position>, DomainError> {
@@ -86,7 +86,7 @@ impl LedgerStore for Faulty {
     async fn list_account_transfers(
         &self,
         tenant: &TenantId,
-        account: &AccountId,
+        account: &fintx_domain::account::Account,
         limit: usize,
         before: Option<TransferId>,
     ) -> Result<Page<Transfer, TransferId>, DomainError> {

@@ -134,6 +134,7 @@ fn one_sided_write(account: AccountId) -> LedgerWrite {
             open: None,
             requires: None,
             holds: Vec::new(),
+            spread: false,
         }],
         ..LedgerWrite::default()
     }

@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), Error> {
     let settings = fintx_adapters::settings::cold_start()?;
     let config = fintx_adapters::aws::sdk_config()?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.tables.clone())
+        .with_balance_slots(settings.balance_slots);
     let store = &store;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
         let released = sweep(store, fintx_adapters::system::now()).await?;
