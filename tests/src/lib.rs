@@ -57,9 +57,13 @@ pub fn answer_with(
 }
 
 /// An SDK interceptor that records operations by name (`GenerateDataKey`, `PutItem`,
-/// ...), in the order they were sent.
+/// ...), in the order they were sent, and the partition key of every item each
+/// `TransactWriteItems` wrote.
 #[derive(Clone, Debug, Default)]
-pub struct CallCounter(Arc<std::sync::Mutex<Vec<String>>>);
+pub struct CallCounter(
+    Arc<std::sync::Mutex<Vec<String>>>,
+    Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+);
 
 impl CallCounter {
     pub fn count(&self, operation: &str) -> u64 {
@@ -82,6 +86,13 @@ impl CallCounter {
 
     pub fn reset(&self) {
         self.0.lock().unwrap().clear();
+        self.1.lock().unwrap().clear();
+    }
+
+    /// Per `TransactWriteItems` sent, the partition keys of the items it put, updated
+    /// or checked.
+    pub fn written_partitions(&self) -> Vec<Vec<String>> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -92,12 +103,28 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
 
     fn read_before_serialization(
         &self,
-        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
         _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
             self.0.lock().unwrap().push(metadata.name().to_owned());
+        }
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+        if let Some(input) = context.input().downcast_ref::<TransactWriteItemsInput>() {
+            let pk = |key: Option<&std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
+                key.and_then(|k| k.get("pk")).and_then(|v| v.as_s().ok()).cloned()
+            };
+            let pks = input
+                .transact_items()
+                .iter()
+                .filter_map(|item| {
+                    pk(item.update().map(|u| u.key()))
+                        .or_else(|| pk(item.put().map(|p| p.item())))
+                        .or_else(|| pk(item.condition_check().map(|c| c.key())))
+                })
+                .collect();
+            self.1.lock().unwrap().push(pks);
         }
         Ok(())
     }

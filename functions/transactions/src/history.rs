@@ -138,7 +138,10 @@ pub(crate) async fn list_entries(
                     below,
                     posted_only: true,
                 };
-                let skipped = app.store.account_entries(&caller.tenant, &stored, &skipped, None).await?;
+                let skipped = app
+                    .store
+                    .account_entries(&caller.tenant, &stored, &skipped, None)
+                    .await?;
                 posted = posted_before(posted, &skipped.items)?;
                 below = Some(top);
             }

@@ -14,8 +14,8 @@ use fintx_domain::DomainError;
 
 use crate::aws::failed;
 use crate::schema::{account_from_item, account_item, account_key, s, slot_from_item, slot_key, tenant_accounts_pk};
-use fintx_domain::transfer::BALANCE_SLOTS_MAX;
 use crate::settings::Tables;
+use fintx_domain::transfer::BALANCE_SLOTS_MAX;
 
 pub struct DynamoStore {
     client: Client,

@@ -9,13 +9,13 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem,
     Update,
 };
+use fintx_domain::account::Account;
 use fintx_domain::account::AccountStatus;
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
 use fintx_domain::statement::{Entry, EntryRange, Position};
-use fintx_domain::account::Account;
 use fintx_domain::transfer::{
     balance_slot, AccountDelta, HoldChange, Requires, Transfer, TransferStatus, BALANCE_SLOTS_MAX,
 };
@@ -25,11 +25,11 @@ use fintx_domain::DomainError;
 use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
-    account_from_item, account_item, account_key, corrupt, deposit_reference_item, deposit_reference_key,
+    account_from_item, account_item, account_key, account_pk, corrupt, deposit_reference_item, deposit_reference_key,
     entry_from_item, entry_item, entry_sort_bounds, event_from_item, event_item, event_key, event_listing_pk,
     held_entry_value, idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item,
-    payment_key, s, transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS,
-    EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY, account_pk, slot_key, slot_pk,
+    payment_key, s, slot_key, slot_pk, transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX,
+    EXPIRY_PARTITIONS, EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -315,11 +315,19 @@ impl DynamoStore {
             );
         }
         if let Some(event) = &write.event {
-            push(recorded_put(&self.tables().webhook_events, event_item(event))?, Role::Event);
+            push(
+                recorded_put(&self.tables().webhook_events, event_item(event))?,
+                Role::Event,
+            );
         }
         if let Some(reference) = &write.deposit_reference {
             push(
-                put(&self.tables().webhook_events, deposit_reference_item(reference), NEW, None)?,
+                put(
+                    &self.tables().webhook_events,
+                    deposit_reference_item(reference),
+                    NEW,
+                    None,
+                )?,
                 Role::DepositReference,
             );
         }
@@ -347,11 +355,16 @@ impl DynamoStore {
             // The version moves with every balance change, so the whole account as read,
             // with its new settings, replaces the stored one only if nothing moved since.
             let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
-            push(put(ledger, account_item(account)?, "version = :v", Some(values))?, Role::Other);
+            push(
+                put(ledger, account_item(account)?, "version = :v", Some(values))?,
+                Role::Other,
+            );
         }
         // Spread accounts move one balance slot, the same one for every spread account
         // of this write, chosen by its transfer's random bits.
-        let slot = write.slot_transfer().map_or(0, |t| balance_slot(t, self.balance_slots()));
+        let slot = write
+            .slot_transfer()
+            .map_or(0, |t| balance_slot(t, self.balance_slots()));
         let mut spread: Vec<AccountId> = Vec::new();
         let mut opening = Vec::new();
         for delta in &write.deltas {
@@ -421,7 +434,10 @@ impl DynamoStore {
         }
         for (payment, expected) in &write.payment_updates {
             let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
-            push(put(ledger, payment_item(payment), "version = :v", Some(values))?, Role::Other);
+            push(
+                put(ledger, payment_item(payment), "version = :v", Some(values))?,
+                Role::Other,
+            );
         }
         Ok((items, opening))
     }

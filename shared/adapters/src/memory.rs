@@ -146,7 +146,11 @@ impl AccountStore for MemoryStore {
 
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> Result<Option<Account>, DomainError> {
         let state = self.state()?;
-        Ok(state.accounts.get(id).filter(|a| &a.tenant == tenant).map(|a| state.summed(a)))
+        Ok(state
+            .accounts
+            .get(id)
+            .filter(|a| &a.tenant == tenant)
+            .map(|a| state.summed(a)))
     }
 
     async fn list_accounts(
@@ -183,7 +187,13 @@ impl LedgerStore for MemoryStore {
             accounts: reads
                 .accounts
                 .iter()
-                .map(|id| state.accounts.get(id).filter(|a| visible(&a.tenant)).map(|a| state.summed(a)))
+                .map(|id| {
+                    state
+                        .accounts
+                        .get(id)
+                        .filter(|a| visible(&a.tenant))
+                        .map(|a| state.summed(a))
+                })
                 .collect(),
             transfer: reads
                 .transfer

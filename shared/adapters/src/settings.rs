@@ -197,10 +197,21 @@ mod tests {
     #[test]
     fn balance_slots_default_to_sixteen_and_stay_within_range() {
         assert_eq!(Settings::from_lookup(env(&FULL)).unwrap().balance_slots, 16);
-        for (text, slots) in [("1", Some(1)), ("8", Some(8)), ("16", Some(16)), ("0", None), ("17", None), ("x", None)] {
+        for (text, slots) in [
+            ("1", Some(1)),
+            ("8", Some(8)),
+            ("16", Some(16)),
+            ("0", None),
+            ("17", None),
+            ("x", None),
+        ] {
             let mut with = FULL.to_vec();
             with.push(("FINTX_BALANCE_SLOTS", text));
-            assert_eq!(Settings::from_lookup(env(&with)).ok().map(|s| s.balance_slots), slots, "{text}");
+            assert_eq!(
+                Settings::from_lookup(env(&with)).ok().map(|s| s.balance_slots),
+                slots,
+                "{text}"
+            );
         }
     }
 

@@ -19,6 +19,7 @@ mod no_secrets;
 mod rollup_faults;
 mod round_trips;
 mod side_doors;
+mod spread;
 mod store_failures;
 mod template;
 mod template_guards;
