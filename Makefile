@@ -1,5 +1,5 @@
 # fintx: the two commands a newcomer needs are `make dev` and `make test`.
-.PHONY: dev dev-up dev-down test venv lock load simulate events validate bench build clean-local
+.PHONY: dev dev-up dev-down test venv lock load simulate capacity events validate bench build clean-local
 
 ## Start the local stack in the foreground, run the demo; Ctrl-C stops everything.
 dev: venv
@@ -26,6 +26,14 @@ SEED ?= 1
 OPS ?= 1000000
 simulate:
 	cargo run --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
+
+## The capacity model (SPEC §10): sustainable transfers a second through one clearing
+## account and one bounded account on DynamoDB, from the writes the code issues, today's
+## one-item design beside spread balances. Options: make capacity LATENCY_MS=20 WRITES=400
+LATENCY_MS ?= 20
+WRITES ?= 400
+capacity:
+	cargo run --locked -p fintx-tests --bin capacity -- --latency-ms $(LATENCY_MS) --writes $(WRITES)
 
 ## Fuzz every parser that sees outside bytes (fuzz/, stable toolchain), each target for
 ## SECONDS, then schemathesis on a private local stack. Options: make fuzz SECONDS=600

@@ -123,6 +123,8 @@ pub struct FaultyStore {
     /// A rule broken on purpose: every write is changed by this before it commits
     /// (tests that the comparison with the model catches a wrong store).
     mutation: Option<fn(&mut LedgerWrite)>,
+    /// Every write committed, in order, when kept (the capacity model reads them).
+    committed: Option<Mutex<Vec<LedgerWrite>>>,
 }
 
 fn holds(write: &LedgerWrite) -> Vec<String> {
@@ -140,7 +142,24 @@ impl FaultyStore {
             inner,
             plan: Mutex::new(Plan::default()),
             mutation: None,
+            committed: None,
         }
+    }
+
+    /// A store that keeps every write it commits.
+    pub fn recording(inner: Arc<dyn LedgerStore>) -> Self {
+        FaultyStore {
+            committed: Some(Mutex::new(Vec::new())),
+            ..FaultyStore::new(inner)
+        }
+    }
+
+    /// The writes committed since the last call, oldest first.
+    pub fn take_committed(&self) -> Vec<LedgerWrite> {
+        self.committed
+            .as_ref()
+            .map(|c| std::mem::take(&mut *c.lock().unwrap()))
+            .unwrap_or_default()
     }
 
     /// A store that changes every write by `mutation` before committing it.
@@ -237,6 +256,9 @@ impl FaultyStore {
         };
         if result.is_ok() {
             self.plan.lock().unwrap().committed = true;
+            if let Some(kept) = &self.committed {
+                kept.lock().unwrap().push(write.clone());
+            }
         }
         result
     }

@@ -56,7 +56,7 @@ impl DynamoStore {
         self.opened.lock().is_ok_and(|known| known.contains(id))
     }
 
-    pub(crate) fn remember_opened(&self, ids: impl IntoIterator<Item = AccountId>) {
+    pub fn remember_opened(&self, ids: impl IntoIterator<Item = AccountId>) {
         if let Ok(mut known) = self.opened.lock() {
             if known.len() >= OPENED_REMEMBERED_MAX {
                 known.clear();

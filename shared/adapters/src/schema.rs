@@ -158,7 +158,7 @@ impl Item<'_> {
 /// [`Account::headroom`]) is what a debit's cover condition compares against, kept in
 /// step with the balances by every update so DynamoDB itself decides whether a debit is
 /// covered at the moment it commits.
-pub(crate) fn account_item(account: &Account) -> Result<HashMap<String, AttributeValue>, DomainError> {
+pub fn account_item(account: &Account) -> Result<HashMap<String, AttributeValue>, DomainError> {
     let mut item = HashMap::from([
         ("pk".to_owned(), s(account_pk(&account.id))),
         ("sk".to_owned(), s("ACCT")),
