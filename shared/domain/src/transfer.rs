@@ -191,8 +191,11 @@ pub const BALANCE_SLOTS_MAX: u16 = 16;
 pub fn balance_slot(key: TransferId, slots: u16) -> u16 {
     let random = key.ulid().random();
     let slots = u128::from(slots.clamp(1, BALANCE_SLOTS_MAX));
-    // Below `slots` ≤ 16, so the cast cannot truncate.
-    u16::try_from(random % slots).unwrap_or(0)
+    // `slots` is at least 1, so the remainder exists; it is below 16 and fits.
+    random
+        .checked_rem(slots)
+        .and_then(|slot| u16::try_from(slot).ok())
+        .unwrap_or(0)
 }
 
 /// What a movement needs of an account's lifecycle status.
@@ -768,4 +771,32 @@ pub fn apply_delta(account: &mut Account, delta: &AccountDelta) -> Result<(), Do
 /// The version after one more change of a record.
 pub fn next_version(version: u64) -> Result<u64, DomainError> {
     version.checked_add(1).ok_or(DomainError::Overflow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_balance_slot_is_within_the_setting_stable_and_spread() {
+        let ids: Vec<TransferId> = (0..1_600u128)
+            .map(|i| TransferId::from_ulid(ulid::Ulid::from_parts(1, i.wrapping_mul(0x9e37_79b9_7f4a_7c15))))
+            .collect();
+        for slots in [1, 7, 16, 40] {
+            let mut used = std::collections::BTreeMap::new();
+            for id in &ids {
+                let slot = balance_slot(*id, slots);
+                assert_eq!(slot, balance_slot(*id, slots), "the same write picks the same slot");
+                assert!(slot < slots.clamp(1, BALANCE_SLOTS_MAX));
+                *used.entry(slot).or_insert(0) += 1;
+            }
+            let expected = slots.clamp(1, BALANCE_SLOTS_MAX);
+            assert_eq!(used.len(), usize::from(expected), "{slots}: every slot is used");
+            let fair = 1_600 / i32::from(expected);
+            assert!(
+                used.values().all(|&n| (n - fair).abs() <= fair / 2),
+                "{slots}: {used:?}"
+            );
+        }
+    }
 }

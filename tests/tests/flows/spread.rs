@@ -9,8 +9,11 @@ use std::sync::Arc;
 use fintx_tests::{deliver, key, reply, sign_webhook, webhook_event, Api, Counted, COUNTED_SECRET};
 use serde_json::{json, Value};
 
+/// A request to run beside others.
+type Work<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
 /// Runs every future at once on this thread, and returns their outputs in order.
-async fn all<T: 'static>(futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T>>>>) -> Vec<T> {
+async fn all<T: 'static>(futures: Vec<Work<T>>) -> Vec<T> {
     let local = tokio::task::LocalSet::new();
     let handles: Vec<_> = futures.into_iter().map(|f| local.spawn_local(f)).collect();
     local
@@ -77,7 +80,7 @@ async fn two_hundred_concurrent_payments_and_deposits_spread_over_slots_and_stay
     // All 200 at once, at most 25 in flight: the emulator serves one request at a time,
     // and more would wait past their time budget.
     let gate = Arc::new(tokio::sync::Semaphore::new(25));
-    let mut work: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = (u16, Value)>>>> = Vec::new();
+    let mut work: Vec<Work<(u16, Value)>> = Vec::new();
     for i in 0..100 {
         let app = c.transactions.clone();
         let account = customers[i % 10].clone();
