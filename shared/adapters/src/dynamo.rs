@@ -98,16 +98,7 @@ impl DynamoStore {
         self.remember_opened([summed.id]);
         for item in responses.filter_map(|r| r.item) {
             let (balance, version) = slot_from_item(&item)?;
-            let b = &mut summed.balance;
-            b.posted = b.posted.checked_add(balance.posted).ok_or(DomainError::Overflow)?;
-            b.pending_debits = b
-                .pending_debits
-                .checked_add(balance.pending_debits)
-                .ok_or(DomainError::Overflow)?;
-            b.pending_credits = b
-                .pending_credits
-                .checked_add(balance.pending_credits)
-                .ok_or(DomainError::Overflow)?;
+            summed.balance = summed.balance.plus(&balance)?;
             summed.version = summed.version.checked_add(version).ok_or(DomainError::Overflow)?;
         }
         Ok(summed)

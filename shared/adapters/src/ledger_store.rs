@@ -94,18 +94,23 @@ fn recorded_put(table: &str, item: Attributes) -> Result<TransactWriteItem, Doma
 /// Balance attributes a delta adds to; every other attribute of an account is set once.
 const BALANCE_ATTRIBUTES: [&str; 5] = ["posted", "pending_debits", "pending_credits", "spendable", "version"];
 
+/// What a balance change `ADD`s (`ADD posted :p, pending_debits :pd, pending_credits
+/// :pc, spendable :h, version :one`).
+fn added_values(delta: &AccountDelta) -> Result<Attributes, DomainError> {
+    Ok(HashMap::from([
+        (":p".to_owned(), n(delta.posted)),
+        (":pd".to_owned(), n(delta.pending_debits)),
+        (":pc".to_owned(), n(delta.pending_credits)),
+        (":h".to_owned(), n(delta.headroom_change()?)),
+        (":one".to_owned(), AttributeValue::N("1".into())),
+    ]))
+}
+
 /// One account's balance change, with the conditions that stand in for a read: the
 /// account exists (or the delta opens it), is what the write assumed (tenant, currency,
 /// kind), and still covers a debit that needs cover.
 fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem, DomainError> {
-    let headroom = delta.headroom_change()?;
-    let mut values = HashMap::from([
-        (":p".to_owned(), n(delta.posted)),
-        (":pd".to_owned(), n(delta.pending_debits)),
-        (":pc".to_owned(), n(delta.pending_credits)),
-        (":h".to_owned(), n(headroom)),
-        (":one".to_owned(), AttributeValue::N("1".into())),
-    ]);
+    let mut values = added_values(delta)?;
     let mut names = HashMap::new();
     let mut condition = match &delta.expect {
         None => "attribute_exists(pk)".to_owned(),
@@ -207,16 +212,9 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
         tracing::error!("a spread account's change carries a condition it cannot have");
         return Err(DomainError::Unavailable);
     }
-    let headroom = delta.headroom_change()?;
-    let mut values = HashMap::from([
-        (":p".to_owned(), n(delta.posted)),
-        (":pd".to_owned(), n(delta.pending_debits)),
-        (":pc".to_owned(), n(delta.pending_credits)),
-        (":h".to_owned(), n(headroom)),
-        (":one".to_owned(), AttributeValue::N("1".into())),
-        (":account".to_owned(), s(delta.account_id.to_string())),
-        (":entity".to_owned(), s("balance_slot")),
-    ]);
+    let mut values = added_values(delta)?;
+    values.insert(":account".to_owned(), s(delta.account_id.to_string()));
+    values.insert(":entity".to_owned(), s("balance_slot"));
     let mut names = HashMap::from([("#entity".to_owned(), "entity".to_owned())]);
     let mut sets = vec![
         "#entity = if_not_exists(#entity, :entity)".to_owned(),

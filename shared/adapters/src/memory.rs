@@ -59,12 +59,9 @@ impl State {
             .range((account.id, 0)..=(account.id, u16::MAX))
             .map(|(_, slot)| slot);
         for (balance, version) in slots {
-            let b = &mut summed.balance;
             // Sums of stored figures that each fit; an overflow would have refused the
             // write that made it.
-            b.posted = b.posted.saturating_add(balance.posted);
-            b.pending_debits = b.pending_debits.saturating_add(balance.pending_debits);
-            b.pending_credits = b.pending_credits.saturating_add(balance.pending_credits);
+            summed.balance = summed.balance.plus(balance).unwrap_or(summed.balance);
             summed.version = summed.version.saturating_add(*version);
         }
         summed
@@ -307,20 +304,12 @@ impl LedgerStore for MemoryStore {
                 if delta.cover.is_some() || delta.requires.is_some() || !delta.holds.is_empty() {
                     return Err(CommitError::Failed(DomainError::Unavailable));
                 }
-                let (mut balance, version) = state
+                let (balance, version) = state
                     .slots
                     .get(&(delta.account_id, slot))
                     .cloned()
                     .unwrap_or((Balance::ZERO, 0));
-                balance.posted = balance.posted.checked_add(delta.posted).ok_or(DomainError::Overflow)?;
-                balance.pending_debits = balance
-                    .pending_debits
-                    .checked_add(delta.pending_debits)
-                    .ok_or(DomainError::Overflow)?;
-                balance.pending_credits = balance
-                    .pending_credits
-                    .checked_add(delta.pending_credits)
-                    .ok_or(DomainError::Overflow)?;
+                let balance = balance.plus(&delta.change())?;
                 slot_changes.push(((delta.account_id, slot), (balance, version.saturating_add(1))));
                 updated.push(current.clone());
                 continue;

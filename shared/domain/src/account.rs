@@ -142,6 +142,36 @@ impl Balance {
         pending_credits: Decimal::ZERO,
     };
 
+    /// These balances moved by `change`, every figure checked.
+    pub fn plus(&self, change: &Balance) -> Result<Balance, DomainError> {
+        Ok(Balance {
+            posted: self.posted.checked_add(change.posted).ok_or(DomainError::Overflow)?,
+            pending_debits: self
+                .pending_debits
+                .checked_add(change.pending_debits)
+                .ok_or(DomainError::Overflow)?,
+            pending_credits: self
+                .pending_credits
+                .checked_add(change.pending_credits)
+                .ok_or(DomainError::Overflow)?,
+        })
+    }
+
+    /// These balances with `change` taken back, every figure checked.
+    pub fn minus(&self, change: &Balance) -> Result<Balance, DomainError> {
+        Ok(Balance {
+            posted: self.posted.checked_sub(change.posted).ok_or(DomainError::Overflow)?,
+            pending_debits: self
+                .pending_debits
+                .checked_sub(change.pending_debits)
+                .ok_or(DomainError::Overflow)?,
+            pending_credits: self
+                .pending_credits
+                .checked_sub(change.pending_credits)
+                .ok_or(DomainError::Overflow)?,
+        })
+    }
+
     /// `posted − pending_debits`: what the account can still spend before its limit.
     pub fn available(&self) -> Result<Decimal, DomainError> {
         self.posted

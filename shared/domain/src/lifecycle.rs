@@ -31,14 +31,7 @@ fn finish(stored: &Account, mut next: Account, now: Timestamp) -> Result<Account
     let mut released = Balance::ZERO;
     for own in &release.own {
         apply_delta(&mut next, own)?;
-        released.pending_debits = released
-            .pending_debits
-            .checked_add(own.pending_debits)
-            .ok_or(DomainError::Overflow)?;
-        released.pending_credits = released
-            .pending_credits
-            .checked_add(own.pending_credits)
-            .ok_or(DomainError::Overflow)?;
+        released = released.plus(&own.change())?;
     }
     next.version = next_version(stored.version)?;
     Ok(AccountChange {

@@ -93,6 +93,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The change of the account's balances.
+    pub fn change(&self) -> Balance {
+        Balance {
+            posted: self.posted,
+            pending_debits: self.pending_debits,
+            pending_credits: self.pending_credits,
+        }
+    }
+
     pub fn position(&self) -> Position {
         Position {
             at_ms: self.at.unix_ms(),
@@ -180,16 +189,7 @@ impl EntryRange {
 pub fn balance_at(stored: &Account, later: &[Entry], at: Timestamp) -> Result<Balance, DomainError> {
     let mut then = stored.clone();
     for entry in later {
-        let b = &mut then.balance;
-        b.posted = b.posted.checked_sub(entry.posted).ok_or(DomainError::Overflow)?;
-        b.pending_debits = b
-            .pending_debits
-            .checked_sub(entry.pending_debits)
-            .ok_or(DomainError::Overflow)?;
-        b.pending_credits = b
-            .pending_credits
-            .checked_sub(entry.pending_credits)
-            .ok_or(DomainError::Overflow)?;
+        then.balance = then.balance.minus(&entry.change())?;
     }
     Ok(then.at(at).balance)
 }

@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::account::{Account, AccountKind, AccountStatus, Metadata};
+use crate::account::{Account, AccountKind, AccountStatus, Balance, Metadata};
 use crate::auth::TenantId;
 use crate::clock::Timestamp;
 use crate::error::DomainError;
@@ -253,6 +253,15 @@ impl AccountDelta {
             requires: None,
             holds: Vec::new(),
             spread: false,
+        }
+    }
+
+    /// The change of the account's balances.
+    pub fn change(&self) -> Balance {
+        Balance {
+            posted: self.posted,
+            pending_debits: self.pending_debits,
+            pending_credits: self.pending_credits,
         }
     }
 
@@ -748,16 +757,7 @@ pub fn release_expired(account: &Account, now: Timestamp, debits_only: bool) -> 
 /// Applies a delta to an account as the store will (used by the in-memory store and the
 /// model in property tests).
 pub fn apply_delta(account: &mut Account, delta: &AccountDelta) -> Result<(), DomainError> {
-    let b = &mut account.balance;
-    b.posted = b.posted.checked_add(delta.posted).ok_or(DomainError::Overflow)?;
-    b.pending_debits = b
-        .pending_debits
-        .checked_add(delta.pending_debits)
-        .ok_or(DomainError::Overflow)?;
-    b.pending_credits = b
-        .pending_credits
-        .checked_add(delta.pending_credits)
-        .ok_or(DomainError::Overflow)?;
+    account.balance = account.balance.plus(&delta.change())?;
     for change in &delta.holds {
         match change {
             HoldChange::Add(entry) => account.holds.push(entry.clone()),
