@@ -27,8 +27,8 @@ struct State {
     idempotency: HashMap<String, IdempotencyRecord>,
     events: BTreeMap<String, EventRecord>,
     deposit_references: std::collections::HashSet<String>,
-    /// Every account's entries, in the order of its history.
-    entries: BTreeMap<(AccountId, Position), Entry>,
+    /// Every account's entries, in the order of its history (mostly appended).
+    entries: HashMap<AccountId, Vec<Entry>>,
     /// The balance slots of spread accounts: what each adds to its account's balances
     /// and version, kept apart as DynamoDB keeps them.
     slots: BTreeMap<(AccountId, u16), (Balance, u64)>,
@@ -263,9 +263,12 @@ impl LedgerStore for MemoryStore {
             .account_updates
             .iter()
             .any(|u| state.accounts.get(&u.account.id).is_none_or(|c| c.version != u.version))
-            || entries
-                .iter()
-                .any(|e| state.entries.contains_key(&(e.account_id, e.position())))
+            || entries.iter().any(|e| {
+                state
+                    .entries
+                    .get(&e.account_id)
+                    .is_some_and(|history| history.binary_search_by_key(&e.position(), Entry::position).is_ok())
+            })
         {
             return reject(Rejection::Stale);
         }
@@ -342,7 +345,14 @@ impl LedgerStore for MemoryStore {
             }
         }
         for entry in entries {
-            state.entries.insert((entry.account_id, entry.position()), entry);
+            let history = state.entries.entry(entry.account_id).or_default();
+            let position = entry.position();
+            if history.last().is_none_or(|last| last.position() < position) {
+                history.push(entry);
+            } else {
+                let at = history.partition_point(|e| e.position() < position);
+                history.insert(at, entry);
+            }
         }
         for (id, at) in &write.expirations {
             if let Some(old) = state.transfers.get(id).cloned() {
@@ -409,19 +419,18 @@ impl LedgerStore for MemoryStore {
         limit: Option<usize>,
     ) -> Result<Page<Entry, Position>, DomainError> {
         let state = self.state()?;
-        let low = (account.id, range.from.unwrap_or(Position::start_of(i64::MIN)));
-        let high = (account.id, range.below.unwrap_or(Position::start_of(i64::MAX)));
-        if low >= high {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let items: Vec<Entry> = state
-            .entries
-            .range(low..high)
+        let history = state.entries.get(&account.id).map_or(&[][..], Vec::as_slice);
+        let low = range
+            .from
+            .map_or(0, |from| history.partition_point(|e| e.position() < from));
+        let high = range
+            .below
+            .map_or(history.len(), |below| history.partition_point(|e| e.position() < below));
+        let items: Vec<Entry> = history
+            .get(low..high.max(low))
+            .unwrap_or_default()
+            .iter()
             .rev()
-            .map(|(_, e)| e)
             .filter(|e| range.contains(e))
             .take(limit.map_or(usize::MAX, |l| l.saturating_add(1)))
             .cloned()

@@ -15,7 +15,7 @@ use crate::ids::{AccountId, EventId, PaymentId, TransferId};
 use crate::money::Currency;
 use crate::payment::{ConnectorName, Payment};
 use crate::rollup::{Granularity, Movement, Scope, Totals};
-use crate::statement::{add_move, Entry, EntryRange, Moves, Position};
+use crate::statement::{Entry, EntryRange, Position};
 use crate::transfer::{AccountDelta, Transfer};
 use crate::webhook::Outcome;
 
@@ -218,34 +218,35 @@ impl LedgerWrite {
     /// its balances (SPEC §6): per account, the entries of this write (its new
     /// transfers' and its explicit ones) sum to exactly its changes.
     fn check_entries(&self) -> Result<(), DomainError> {
-        let mut moves: Moves = Vec::new();
-        for d in &self.deltas {
-            add_move(
-                &mut moves,
-                d.account_id,
-                [d.posted, d.pending_debits, d.pending_credits],
-                Decimal::ONE,
-            )?;
-        }
-        for u in &self.account_updates {
-            let c = &u.change;
-            add_move(
-                &mut moves,
-                u.account.id,
-                [c.posted, c.pending_debits, c.pending_credits],
-                Decimal::ONE,
-            )?;
+        // A write touches a handful of accounts: a short list beats a map.
+        let mut moves: Vec<(AccountId, Balance)> = Vec::with_capacity(self.deltas.len());
+        let index = |moves: &mut Vec<(AccountId, Balance)>, account: AccountId| match moves
+            .iter()
+            .position(|(a, _)| *a == account)
+        {
+            Some(i) => i,
+            None => {
+                moves.push((account, Balance::ZERO));
+                moves.len().saturating_sub(1)
+            }
+        };
+        let changes = self
+            .deltas
+            .iter()
+            .map(|d| (d.account_id, d.change()))
+            .chain(self.account_updates.iter().map(|u| (u.account.id, u.change)));
+        for (account, change) in changes {
+            let i = index(&mut moves, account);
+            let (_, sum) = moves.get_mut(i).ok_or(DomainError::Unavailable)?;
+            *sum = sum.plus(&change)?;
         }
         let opened = self.new_transfers.iter().flat_map(Entry::opened);
         for e in opened.chain(self.entries.iter().cloned()) {
-            add_move(
-                &mut moves,
-                e.account_id,
-                [e.posted, e.pending_debits, e.pending_credits],
-                Decimal::NEGATIVE_ONE,
-            )?;
+            let i = index(&mut moves, e.account_id);
+            let (_, sum) = moves.get_mut(i).ok_or(DomainError::Unavailable)?;
+            *sum = sum.minus(&e.change())?;
         }
-        if moves.iter().all(|(_, sums)| sums.iter().all(Decimal::is_zero)) {
+        if moves.iter().all(|(_, b)| *b == Balance::ZERO) {
             Ok(())
         } else {
             Err(DomainError::Unbalanced)

@@ -114,29 +114,26 @@ impl Entry {
     pub fn opened(transfer: &Transfer) -> [Entry; 2] {
         let amount = transfer.amount.value();
         let pending = transfer.status == TransferStatus::Pending;
-        let entry = |account_id, sign: Decimal| {
-            let moved = amount.checked_mul(sign).unwrap_or(Decimal::ZERO);
+        let entry = |account_id, debit: bool| {
+            let (posted, pending_debits, pending_credits) = match (pending, debit) {
+                (true, true) => (Decimal::ZERO, amount, Decimal::ZERO),
+                (true, false) => (Decimal::ZERO, Decimal::ZERO, amount),
+                (false, true) => (crate::transfer::minus(amount), Decimal::ZERO, Decimal::ZERO),
+                (false, false) => (amount, Decimal::ZERO, Decimal::ZERO),
+            };
             Entry {
                 account_id,
                 transfer_id: transfer.id,
                 at: transfer.created_at,
                 phase: Phase::Opened,
-                posted: if pending { Decimal::ZERO } else { moved },
-                pending_debits: if pending && sign.is_sign_negative() {
-                    amount
-                } else {
-                    Decimal::ZERO
-                },
-                pending_credits: if pending && sign.is_sign_positive() {
-                    amount
-                } else {
-                    Decimal::ZERO
-                },
+                posted,
+                pending_debits,
+                pending_credits,
             }
         };
         [
-            entry(transfer.debit_account_id, Decimal::NEGATIVE_ONE),
-            entry(transfer.credit_account_id, Decimal::ONE),
+            entry(transfer.debit_account_id, true),
+            entry(transfer.credit_account_id, false),
         ]
     }
 
@@ -223,30 +220,6 @@ pub fn lines(entries: Vec<Entry>, posted_after: Decimal) -> Result<(Vec<Line>, D
         after = before;
     }
     Ok((lines, after))
-}
-
-/// Per account, how much a write's entries move it, to be compared with its deltas.
-pub(crate) type Moves = Vec<(AccountId, [Decimal; 3])>;
-
-pub(crate) fn add_move(
-    moves: &mut Moves,
-    account: AccountId,
-    change: [Decimal; 3],
-    sign: Decimal,
-) -> Result<(), DomainError> {
-    let index = match moves.iter().position(|(a, _)| *a == account) {
-        Some(i) => i,
-        None => {
-            moves.push((account, [Decimal::ZERO; 3]));
-            moves.len().saturating_sub(1)
-        }
-    };
-    let (_, sums) = moves.get_mut(index).ok_or(DomainError::Unavailable)?;
-    for (sum, value) in sums.iter_mut().zip(change) {
-        let signed = value.checked_mul(sign).ok_or(DomainError::Overflow)?;
-        *sum = sum.checked_add(signed).ok_or(DomainError::Overflow)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

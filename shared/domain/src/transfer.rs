@@ -151,7 +151,7 @@ pub fn parse_description(text: Option<String>) -> Result<Option<String>, DomainE
 
 /// `-value`. Negating a `Decimal` flips its sign and cannot overflow.
 #[allow(clippy::arithmetic_side_effects)]
-fn minus(value: Decimal) -> Decimal {
+pub(crate) fn minus(value: Decimal) -> Decimal {
     -value
 }
 
