@@ -27,8 +27,9 @@ struct State {
     idempotency: HashMap<String, IdempotencyRecord>,
     events: BTreeMap<String, EventRecord>,
     deposit_references: std::collections::HashSet<String>,
-    /// Every account's entries, in the order of its history (mostly appended).
-    entries: HashMap<AccountId, Vec<Entry>>,
+    /// Every account's entries with their positions, in the order of its history
+    /// (mostly appended).
+    entries: HashMap<AccountId, Vec<(Position, Entry)>>,
     /// The balance slots of spread accounts: what each adds to its account's balances
     /// and version, kept apart as DynamoDB keeps them.
     slots: BTreeMap<(AccountId, u16), (Balance, u64)>,
@@ -253,21 +254,22 @@ impl LedgerStore for MemoryStore {
             tracing::error!("a write names one account twice");
             return Err(CommitError::Failed(DomainError::Unavailable));
         }
-        let entries: Vec<Entry> = write
+        let entries: Vec<(Position, Entry)> = write
             .new_transfers
             .iter()
             .flat_map(Entry::opened)
             .chain(write.entries.iter().cloned())
+            .map(|e| (e.position(), e))
             .collect();
         if write
             .account_updates
             .iter()
             .any(|u| state.accounts.get(&u.account.id).is_none_or(|c| c.version != u.version))
-            || entries.iter().any(|e| {
+            || entries.iter().any(|(position, e)| {
                 state
                     .entries
                     .get(&e.account_id)
-                    .is_some_and(|history| history.binary_search_by_key(&e.position(), Entry::position).is_ok())
+                    .is_some_and(|history| history.binary_search_by_key(position, |(p, _)| *p).is_ok())
             })
         {
             return reject(Rejection::Stale);
@@ -344,14 +346,13 @@ impl LedgerStore for MemoryStore {
                 changes.push((old, transfer.clone()));
             }
         }
-        for entry in entries {
+        for (position, entry) in entries {
             let history = state.entries.entry(entry.account_id).or_default();
-            let position = entry.position();
-            if history.last().is_none_or(|last| last.position() < position) {
-                history.push(entry);
+            if history.last().is_none_or(|(last, _)| *last < position) {
+                history.push((position, entry));
             } else {
-                let at = history.partition_point(|e| e.position() < position);
-                history.insert(at, entry);
+                let at = history.partition_point(|(p, _)| *p < position);
+                history.insert(at, (position, entry));
             }
         }
         for (id, at) in &write.expirations {
@@ -420,17 +421,16 @@ impl LedgerStore for MemoryStore {
     ) -> Result<Page<Entry, Position>, DomainError> {
         let state = self.state()?;
         let history = state.entries.get(&account.id).map_or(&[][..], Vec::as_slice);
-        let low = range
-            .from
-            .map_or(0, |from| history.partition_point(|e| e.position() < from));
+        let low = range.from.map_or(0, |from| history.partition_point(|(p, _)| *p < from));
         let high = range
             .below
-            .map_or(history.len(), |below| history.partition_point(|e| e.position() < below));
+            .map_or(history.len(), |below| history.partition_point(|(p, _)| *p < below));
         let items: Vec<Entry> = history
             .get(low..high.max(low))
             .unwrap_or_default()
             .iter()
             .rev()
+            .map(|(_, e)| e)
             .filter(|e| range.contains(e))
             .take(limit.map_or(usize::MAX, |l| l.saturating_add(1)))
             .cloned()
