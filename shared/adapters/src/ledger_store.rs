@@ -17,7 +17,7 @@ use fintx_domain::ids::{AccountId, TransferId};
 use fintx_domain::ports::{CommitError, EventRecord, LedgerStore, LedgerWrite, Page, Reads, Rejection, Snapshot};
 use fintx_domain::statement::{Entry, EntryRange, Position};
 use fintx_domain::transfer::{
-    balance_slot, AccountDelta, HoldChange, Requires, Transfer, TransferStatus, BALANCE_SLOTS_MAX,
+    balance_slot, AccountDelta, Expect, HoldChange, Requires, Transfer, TransferStatus, BALANCE_SLOTS_MAX,
 };
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
@@ -106,6 +106,18 @@ fn added_values(delta: &AccountDelta) -> Result<Attributes, DomainError> {
     ]))
 }
 
+/// The facts a write assumes of an account (tenant, currency, kind), named into `names`
+/// and `values` for a condition; returns the condition that they hold.
+fn expect_facts(expect: &Expect, names: &mut HashMap<String, String>, values: &mut Attributes) -> &'static str {
+    names.insert("#tenant".to_owned(), "tenant_id".to_owned());
+    names.insert("#currency".to_owned(), "currency".to_owned());
+    names.insert("#kind".to_owned(), "kind".to_owned());
+    values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
+    values.insert(":currency".to_owned(), s(expect.currency.code()));
+    values.insert(":kind".to_owned(), s(expect.kind.as_str()));
+    "#tenant = :tenant AND #currency = :currency AND #kind = :kind"
+}
+
 /// One account's balance change, with the conditions that stand in for a read: the
 /// account exists (or the delta opens it), is what the write assumed (tenant, currency,
 /// kind), and still covers a debit that needs cover.
@@ -115,13 +127,7 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
     let mut condition = match &delta.expect {
         None => "attribute_exists(pk)".to_owned(),
         Some(expect) => {
-            names.insert("#tenant".to_owned(), "tenant_id".to_owned());
-            names.insert("#currency".to_owned(), "currency".to_owned());
-            names.insert("#kind".to_owned(), "kind".to_owned());
-            values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
-            values.insert(":currency".to_owned(), s(expect.currency.code()));
-            values.insert(":kind".to_owned(), s(expect.kind.as_str()));
-            let facts = "#tenant = :tenant AND #currency = :currency AND #kind = :kind";
+            let facts = expect_facts(expect, &mut names, &mut values);
             if delta.open.is_some() {
                 format!("(attribute_not_exists(pk) OR ({facts}))")
             } else {
@@ -222,18 +228,11 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
     ];
     let mut condition = None;
     if let Some(expect) = &delta.expect {
-        names.insert("#tenant".to_owned(), "tenant_id".to_owned());
-        names.insert("#currency".to_owned(), "currency".to_owned());
-        names.insert("#kind".to_owned(), "kind".to_owned());
-        values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
-        values.insert(":currency".to_owned(), s(expect.currency.code()));
-        values.insert(":kind".to_owned(), s(expect.kind.as_str()));
+        let facts = expect_facts(expect, &mut names, &mut values);
         for (name, value) in [("#tenant", ":tenant"), ("#currency", ":currency"), ("#kind", ":kind")] {
             sets.push(format!("{name} = if_not_exists({name}, {value})"));
         }
-        condition = Some(
-            "attribute_not_exists(pk) OR (#tenant = :tenant AND #currency = :currency AND #kind = :kind)".to_owned(),
-        );
+        condition = Some(format!("attribute_not_exists(pk) OR ({facts})"));
     }
     let update = Update::builder()
         .table_name(ledger)
@@ -256,16 +255,9 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
 fn open_account(ledger: &str, opening: &Account) -> Result<TransactWriteItem, DomainError> {
     let mut item: Vec<(String, AttributeValue)> = account_item(opening)?.into_iter().collect();
     item.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut names = HashMap::from([
-        ("#tenant".to_owned(), "tenant_id".to_owned()),
-        ("#currency".to_owned(), "currency".to_owned()),
-        ("#kind".to_owned(), "kind".to_owned()),
-    ]);
-    let mut values = HashMap::from([
-        (":tenant".to_owned(), s(opening.tenant.as_str())),
-        (":currency".to_owned(), s(opening.currency.code())),
-        (":kind".to_owned(), s(opening.kind.as_str())),
-    ]);
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let facts = expect_facts(&Expect::of(opening), &mut names, &mut values);
     let mut sets = Vec::new();
     for (i, (name, value)) in item.into_iter().enumerate() {
         if name == "pk" || name == "sk" {
@@ -279,9 +271,7 @@ fn open_account(ledger: &str, opening: &Account) -> Result<TransactWriteItem, Do
         .table_name(ledger)
         .set_key(Some(account_key(&opening.id)))
         .update_expression(format!("SET {}", sets.join(", ")))
-        .condition_expression(
-            "attribute_not_exists(pk) OR (#tenant = :tenant AND #currency = :currency AND #kind = :kind)",
-        )
+        .condition_expression(format!("attribute_not_exists(pk) OR ({facts})"))
         .set_expression_attribute_names(Some(names))
         .set_expression_attribute_values(Some(values))
         .build()
