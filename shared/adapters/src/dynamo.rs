@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use fintx_domain::account::{Account, AccountKind};
+use fintx_domain::account::Account;
 use fintx_domain::auth::TenantId;
 use fintx_domain::ids::AccountId;
 use fintx_domain::ports::{AccountStore, Page};
@@ -69,7 +69,7 @@ impl DynamoStore {
     /// balance slot, read together in one `TransactGetItems` so the sum is never torn.
     /// Other accounts are returned as they are.
     pub(crate) async fn with_slots(&self, account: Account) -> Result<Account, DomainError> {
-        if account.kind != AccountKind::Clearing {
+        if !account.kind.spreads() {
             return Ok(account);
         }
         let mut gets = vec![account_key(&account.id)];

@@ -486,9 +486,7 @@ impl LedgerStore for DynamoStore {
                         // A spread account's balances are in its slots: read them with
                         // its item again, so the figures are exact (a rare read: no
                         // decision on a clearing account depends on its balance).
-                        Some(a) if a.kind == fintx_domain::account::AccountKind::Clearing => {
-                            Some(self.with_slots(a).await?)
-                        }
+                        Some(a) if a.kind.spreads() => Some(self.with_slots(a).await?),
                         other => other,
                     };
                     snapshot.accounts.push(account);
@@ -696,7 +694,7 @@ impl LedgerStore for DynamoStore {
 /// The partitions an account's entries live in: its own, and a spread account's slots'.
 fn partitions(account: &Account) -> Vec<String> {
     let mut pks = vec![account_pk(&account.id)];
-    if account.kind == fintx_domain::account::AccountKind::Clearing {
+    if account.kind.spreads() {
         pks.extend((0..BALANCE_SLOTS_MAX).map(|slot| slot_pk(&account.id, slot)));
     }
     pks

@@ -28,6 +28,12 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
+    /// Whether accounts of this kind keep their balance spread over several items
+    /// (SPEC §10): those with no lower bound, no lifecycle and no expiring holds.
+    pub const fn spreads(self) -> bool {
+        matches!(self, AccountKind::Clearing)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             AccountKind::Customer => "customer",

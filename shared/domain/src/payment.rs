@@ -394,7 +394,7 @@ pub fn apply_outcome(
     for delta in &mut deltas {
         delta.requires = None;
         // The clearing account's side spreads (SPEC §10).
-        delta.spread |= delta.account_id == clearing.id;
+        delta.spread |= delta.account_id == clearing.id && clearing.kind.spreads();
     }
     let entries = match reversal {
         None => Entry::resolving(transfer.id, now, &deltas).to_vec(),

@@ -407,8 +407,8 @@ pub(crate) fn transfer_between(
     let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
     // Clearing accounts need no lower bound and have no lifecycle: their balances
     // spread (SPEC §10), and their movements assume no status.
-    d.spread = debit.kind == AccountKind::Clearing;
-    c.spread = credit.kind == AccountKind::Clearing;
+    d.spread = debit.kind.spreads();
+    c.spread = credit.kind.spreads();
     for side in [&mut d, &mut c] {
         if side.spread {
             side.requires = None;
@@ -632,7 +632,7 @@ pub fn plan_reversal(
     d.posted = minus(r);
     d.cover = (credit_kind == AccountKind::Customer).then_some(amount);
     // A clearing account's balance spreads and it has no lifecycle (SPEC §10).
-    d.spread = credit_kind == AccountKind::Clearing;
+    d.spread = credit_kind.spreads();
     d.requires = (!d.spread).then_some(Requires::Open);
     c.posted = r;
     c.requires = Some(Requires::NotClosed);
