@@ -22,7 +22,7 @@ use fintx_domain::account::{Account, Metadata, NewAccount};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::AccountId;
-use fintx_domain::money::{Amount, Currency};
+use fintx_domain::money::Currency;
 use fintx_domain::payment::ConnectorName;
 use fintx_domain::ports::AccountStore;
 use fintx_domain::secret::Secret;
@@ -108,7 +108,7 @@ fn webhooks(c: &mut Criterion) {
             currency: Currency::parse("USD").expect("currency"),
             holder: None,
             name: None,
-            overdraft_limit: Amount::ZERO,
+            overdraft_limit: fintx_domain::account::OverdraftLimit::ZERO,
             metadata: Metadata::default(),
         },
         None,

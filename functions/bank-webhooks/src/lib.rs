@@ -42,8 +42,9 @@ pub struct App {
 }
 
 /// The tenant of each account this environment saw a deposit to lately (an account
-/// never changes tenant), so the next deposit to it plans its write without a read.
-pub struct AccountTenants(Recent<AccountId, TenantId>);
+/// never changes tenant), and whether it was unlimited (its balance then spreads), so
+/// the next deposit to it plans its write without a read.
+pub struct AccountTenants(Recent<AccountId, (TenantId, bool)>);
 
 /// Accounts remembered per environment.
 pub const ACCOUNTS_REMEMBERED: usize = 8192;
@@ -55,12 +56,14 @@ impl Default for AccountTenants {
 }
 
 impl AccountTenants {
-    pub fn get(&self, account: AccountId) -> Option<TenantId> {
+    /// The account's tenant and whether it was unlimited, as last read here.
+    pub fn get(&self, account: AccountId) -> Option<(TenantId, bool)> {
         self.0.get(&account)
     }
 
-    pub fn remember(&self, account: AccountId, tenant: &TenantId) {
-        self.0.remember(account, tenant.clone(), |_| false);
+    pub fn remember(&self, account: &fintx_domain::account::Account) {
+        let known = (account.tenant.clone(), account.overdraft_limit.is_unlimited());
+        self.0.remember(account.id, known, |_| false);
     }
 }
 
@@ -360,12 +363,17 @@ fn plan_deposit_write(
     else {
         return None;
     };
-    let tenant = connector.sole_tenant().or_else(|| known.get(*account_id))?;
+    let remembered = known.get(*account_id);
+    let tenant = connector
+        .sole_tenant()
+        .or_else(|| remembered.as_ref().map(|(tenant, _)| tenant.clone()))?;
     if !connector.serves(&tenant) {
         return None;
     }
+    // Believed bounded unless read otherwise; the write's conditions check the belief.
+    let unlimited = remembered.is_some_and(|(owner, unlimited)| owner == tenant && unlimited);
     let deposit = deposit_of(connector, transfer_id, *account_id, amount, currency, bank_reference).ok()?;
-    let (transfer, deltas) = plan_deposit(&deposit, &tenant, system::now())?;
+    let (transfer, deltas) = plan_deposit(&deposit, &tenant, system::now(), unlimited)?;
     Some(Decision {
         outcome: Outcome::Applied,
         code: None,
@@ -488,7 +496,7 @@ impl Command for Receive<'_> {
     fn decide(&mut self, snapshot: &Snapshot) -> Result<engine::Decision<Answer>, DomainError> {
         if let (Event::Deposit { .. }, Some(Some(account))) = (&self.event, snapshot.accounts.first()) {
             if account.kind == AccountKind::Customer {
-                self.accounts.remember(account.id, &account.tenant);
+                self.accounts.remember(account);
             }
         }
         let reads = self.reads();

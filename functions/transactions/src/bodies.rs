@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use fintx_adapters::http::JsonObject;
-use fintx_domain::account::{AccountName, Metadata, NewAccount};
+use fintx_domain::account::{AccountName, Metadata, NewAccount, OverdraftLimit};
 use fintx_domain::batch::{check_batch_size, BATCH_MAX};
 use fintx_domain::holder::Holder;
 use fintx_domain::ids::AccountId;
@@ -62,8 +62,8 @@ impl TryFrom<AccountBody> for NewAccount {
             holder: body.holder.map(Holder::try_from).transpose()?,
             name: body.name.as_deref().map(AccountName::parse).transpose()?,
             overdraft_limit: match body.overdraft_limit {
-                Some(text) => Amount::parse(&text, currency)?,
-                None => Amount::ZERO,
+                Some(text) => OverdraftLimit::parse(&text, currency)?,
+                None => OverdraftLimit::ZERO,
             },
             metadata: Metadata::parse(body.metadata.unwrap_or_default())?,
         })
@@ -104,7 +104,7 @@ impl AccountPatchBody {
             name: self.name.as_deref().map(AccountName::parse).transpose()?,
             overdraft_limit: self
                 .overdraft_limit
-                .map(|text| Amount::parse(&text, currency))
+                .map(|text| OverdraftLimit::parse(&text, currency))
                 .transpose()?,
             metadata: self.metadata.map(Metadata::parse).transpose()?,
         })

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use fintx_adapters::engine::{self, Command};
 use fintx_adapters::http::{canonical_json, json_body, json_response, JsonObject};
 use fintx_adapters::system;
-use fintx_domain::account::{Account, AccountKind};
+use fintx_domain::account::Account;
 use fintx_domain::auth::Principal;
 use fintx_domain::batch::{
     batch_accounts, batch_actions, combine, open_batch, plan_batch, BatchWrite, TRANSACTION_ACTIONS_MAX,
@@ -29,7 +29,7 @@ use fintx_domain::ports::{LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::statement::Entry;
 use fintx_domain::transfer::{
     check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, release_expired,
-    reverse_posted, void_pending, NewTransfer, Transfer, Transition, RELEASES_MAX, RELEASE_ACTIONS,
+    reverse_posted, void_pending, Expect, NewTransfer, Transfer, Transition, RELEASES_MAX, RELEASE_ACTIONS,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -186,6 +186,9 @@ where
         if let Some(transfer) = &snapshot.transfer {
             self.recent.remember(transfer);
         }
+        for account in snapshot.accounts.iter().flatten() {
+            self.recent.remember_account(account);
+        }
         engine_decision((self.decide)(snapshot))
     }
 
@@ -224,6 +227,9 @@ where
     }
 
     fn committed(&mut self, write: &LedgerWrite) {
+        for update in &write.account_updates {
+            self.recent.remember_account(&update.account);
+        }
         let updated = write.transfer_updates.iter().map(|(t, _)| t);
         write
             .new_transfers
@@ -397,7 +403,8 @@ pub(crate) async fn create_transfer(
         Ok(Decision::Write(Box::new(write), 201, view))
     };
     let plan = || {
-        let (transfer, deltas) = plan_api_transfer(id, &caller.tenant, command.clone(), now)?;
+        let unlimited = |account| app.recent.is_unlimited(&caller.tenant, account);
+        let (transfer, deltas) = plan_api_transfer(id, &caller.tenant, command.clone(), now, &unlimited)?;
         write(transfer, deltas, None).ok()
     };
     execute(app, caller, idem, reads, plan, |snapshot| {
@@ -464,7 +471,14 @@ pub(crate) async fn create_batch(
         release_for(&mut write, &debited, now, spare / RELEASE_ACTIONS)?;
         Ok(Decision::Write(Box::new(write), 201, view))
     };
-    let plan = || write(plan_batch(batch_id, &ids, &caller.tenant, &requests, now)?, &[]).ok();
+    let unlimited = |account| app.recent.is_unlimited(&caller.tenant, account);
+    let plan = || {
+        write(
+            plan_batch(batch_id, &ids, &caller.tenant, &requests, now, &unlimited)?,
+            &[],
+        )
+        .ok()
+    };
     execute(app, caller, idem, reads, plan, |snapshot| {
         let stored: Vec<&Account> = snapshot.accounts.iter().flatten().collect();
         let current: HashMap<AccountId, Account> = stored.iter().map(|a| (a.id, a.at(now))).collect();
@@ -519,6 +533,7 @@ pub(crate) async fn transition(
         description,
         reversal_id: TransferId::from_ulid(system::new_ulid(now)),
         now,
+        recent: &app.recent,
     };
     let reads = Reads {
         transfer: Some(id),
@@ -550,15 +565,17 @@ struct Sides<'a> {
 }
 
 /// A post, void or reversal as requested, decided against a transfer.
-struct Change {
+struct Change<'a> {
     action: Action,
     amount: Option<String>,
     description: Option<String>,
     reversal_id: TransferId,
     now: Timestamp,
+    /// Which accounts this environment believes unlimited.
+    recent: &'a RecentTransfers,
 }
 
-impl Change {
+impl Change<'_> {
     /// `sides` are the transfer's accounts when they were read. Without them, what they
     /// must be (a reversal's cover, the lifecycle status a post or reversal needs) is
     /// left to the write's conditions, with a read of them to name the rule if those
@@ -618,7 +635,11 @@ impl Change {
                         self.reversal_id,
                         amount,
                         description,
-                        AccountKind::Customer,
+                        &Expect::customer(
+                            &transfer.tenant,
+                            transfer.currency,
+                            self.recent.is_unlimited(&transfer.tenant, transfer.credit_account_id),
+                        ),
                         self.now,
                     )?,
                 };
@@ -754,7 +775,15 @@ pub(crate) async fn create_payment(
     // (the write's conditions then stand in for it).
     let write = |account: Option<&fintx_domain::account::Account>| {
         let current = account.map(|a| a.at(now));
-        let opened = open_payment(payment_id, &caller.tenant, request.clone(), current.as_ref(), now)?;
+        let unlimited = |account| app.recent.is_unlimited(&caller.tenant, account);
+        let opened = open_payment(
+            payment_id,
+            &caller.tenant,
+            request.clone(),
+            current.as_ref(),
+            now,
+            &unlimited,
+        )?;
         let view = to_body(&payment_view(&opened.payment))?;
         let mut write = LedgerWrite {
             deltas: opened.deltas.to_vec(),

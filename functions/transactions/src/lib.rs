@@ -19,7 +19,8 @@ use fintx_adapters::http::{
 };
 use fintx_adapters::system;
 use fintx_domain::account::{
-    Account, AccountName, Balance, NewAccount, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND,
+    Account, AccountName, Balance, NewAccount, OverdraftLimit, StoredHolder, HOLDER_SEAL_FIELD, HOLDER_SEAL_KIND,
+    UNLIMITED,
 };
 use fintx_domain::auth::{Principal, Scope};
 use fintx_domain::crypto::{Cipher, SealContext};
@@ -246,7 +247,9 @@ async fn create_account(app: &App, caller: &Principal, request: &Request) -> Res
     };
     let account = Account::open(id, caller.tenant.clone(), command, holder, now);
     let view = account_view(&account, now);
-    if idem.is_none() {
+    app.recent.remember_account(&account);
+    // An unlimited account is written with its balance slots, in one transaction.
+    if idem.is_none() && !account.spreads() {
         app.store.insert_account(&account).await?;
         tracing::info!(account_id = %account.id, "account opened");
         return Ok(json_response(201, &view));
@@ -365,7 +368,10 @@ pub fn account_view(stored: &Account, now: fintx_domain::clock::Timestamp) -> Va
         "currency": c.code(),
         "name": account.name.as_ref().map(AccountName::as_str),
         "holder": account.holder.as_ref().map(|h| masked_holder_view(&h.masked)),
-        "overdraft_limit": format_decimal(account.overdraft_limit.value(), c),
+        "overdraft_limit": match account.overdraft_limit {
+            OverdraftLimit::Bounded(limit) => format_decimal(limit.value(), c),
+            OverdraftLimit::Unlimited => UNLIMITED.to_owned(),
+        },
         "balance": balance_view(&account.balance, c),
         "metadata": account.metadata.pairs(),
         "kind": account.kind.as_str(),

@@ -69,7 +69,7 @@ impl DynamoStore {
     /// balance slot, read together in one `TransactGetItems` so the sum is never torn.
     /// Other accounts are returned as they are.
     pub(crate) async fn with_slots(&self, account: Account) -> Result<Account, DomainError> {
-        if !account.kind.spreads() {
+        if account.parts.is_none() {
             return Ok(account);
         }
         let mut gets = vec![account_key(&account.id)];
@@ -96,11 +96,15 @@ impl DynamoStore {
         let main = responses.next().and_then(|r| r.item).ok_or(DomainError::Unavailable)?;
         let mut summed = account_from_item(&main)?;
         self.remember_opened([summed.id]);
-        for item in responses.filter_map(|r| r.item) {
-            let (balance, version) = slot_from_item(&item)?;
-            summed.balance = summed.balance.plus(&balance)?;
-            summed.version = summed.version.checked_add(version).ok_or(DomainError::Overflow)?;
+        let mut parts = summed.parts.take().unwrap_or_default();
+        for (slot, response) in (0..BALANCE_SLOTS_MAX).zip(responses) {
+            let Some(item) = response.item else { continue };
+            let part = slot_from_item(&item, slot)?;
+            summed.balance = summed.balance.plus(&part.balance)?;
+            summed.version = summed.version.checked_add(part.version).ok_or(DomainError::Overflow)?;
+            parts.slots.push(part);
         }
+        summed.parts = Some(parts);
         Ok(summed)
     }
 

@@ -9,8 +9,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem,
     Update,
 };
-use fintx_domain::account::Account;
-use fintx_domain::account::AccountStatus;
+use fintx_domain::account::{Account, AccountKind, AccountStatus, UNLIMITED};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::ids::{AccountId, TransferId};
@@ -21,15 +20,17 @@ use fintx_domain::transfer::{
 };
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
+use rust_decimal::Decimal;
 
 use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
-    account_from_item, account_item, account_key, account_pk, corrupt, deposit_reference_item, deposit_reference_key,
-    entry_from_item, entry_item, entry_sort_bounds, event_from_item, event_item, event_key, event_listing_pk,
-    held_entry_value, idempotency_from_item, idempotency_item, idempotency_key, n, payment_from_item, payment_item,
-    payment_key, s, slot_key, slot_pk, transfer_from_item, transfer_item, transfer_key, Attributes, Item, EXPIRY_INDEX,
-    EXPIRY_PARTITIONS, EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY, RESOLVED_ENTRY,
+    account_from_item, account_item, account_key, account_pk, corrupt, customer_slot_item, deposit_reference_item,
+    deposit_reference_key, entry_from_item, entry_item, entry_sort_bounds, event_from_item, event_item, event_key,
+    event_listing_pk, held_entry_value, idempotency_from_item, idempotency_item, idempotency_key, limit_value, n,
+    payment_from_item, payment_item, payment_key, s, slot_key, slot_pk, transfer_from_item, transfer_item,
+    transfer_key, Attributes, Item, EXPIRY_INDEX, EXPIRY_PARTITIONS, EXPIRY_PK, EXPIRY_SK, OPENED_ENTRY,
+    RESOLVED_ENTRY,
 };
 
 fn get(table: &str, key: Attributes) -> Result<TransactGetItem, DomainError> {
@@ -115,7 +116,34 @@ fn expect_facts(expect: &Expect, names: &mut HashMap<String, String>, values: &m
     values.insert(":tenant".to_owned(), s(expect.tenant.as_str()));
     values.insert(":currency".to_owned(), s(expect.currency.code()));
     values.insert(":kind".to_owned(), s(expect.kind.as_str()));
-    "#tenant = :tenant AND #currency = :currency AND #kind = :kind"
+    if expect.kind != AccountKind::Customer {
+        return "#tenant = :tenant AND #currency = :currency AND #kind = :kind";
+    }
+    // A customer account's limit decides where its balance lives and whether a debit
+    // needs cover: a write planned on the other belief is refused.
+    names.insert("#limit".to_owned(), "overdraft_limit".to_owned());
+    if expect.unlimited {
+        values.insert(":unlimited".to_owned(), s(UNLIMITED));
+        "#tenant = :tenant AND #currency = :currency AND #kind = :kind AND #limit = :unlimited"
+    } else {
+        values.insert(":number".to_owned(), s("N"));
+        "#tenant = :tenant AND #currency = :currency AND #kind = :kind AND attribute_type(#limit, :number)"
+    }
+}
+
+/// The condition that an account (or a slot's copy of its status) allows a movement.
+fn status_check(requires: Requires, names: &mut HashMap<String, String>, values: &mut Attributes) -> &'static str {
+    names.insert("#status".to_owned(), "status".to_owned());
+    match requires {
+        Requires::Open => {
+            values.insert(":open".to_owned(), s(AccountStatus::Open.as_str()));
+            "#status = :open"
+        }
+        Requires::NotClosed => {
+            values.insert(":closed".to_owned(), s(AccountStatus::Closed.as_str()));
+            "#status <> :closed"
+        }
+    }
 }
 
 /// One account's balance change, with the conditions that stand in for a read: the
@@ -137,18 +165,7 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
     };
     if let Some(requires) = delta.requires {
         // A lifecycle change that lands first refuses the movement (SPEC §6).
-        names.insert("#status".to_owned(), "status".to_owned());
-        let open = s(AccountStatus::Open.as_str());
-        let check = match requires {
-            Requires::Open => {
-                values.insert(":open".to_owned(), open);
-                "#status = :open"
-            }
-            Requires::NotClosed => {
-                values.insert(":closed".to_owned(), s(AccountStatus::Closed.as_str()));
-                "#status <> :closed"
-            }
-        };
+        let check = status_check(requires, &mut names, &mut values);
         condition = if delta.open.is_some() {
             // An account this movement opens starts open.
             format!("{condition} AND (attribute_not_exists(pk) OR {check})")
@@ -213,8 +230,9 @@ fn delta_update(ledger: &str, delta: &AccountDelta) -> Result<TransactWriteItem,
 /// version, no lower bound (SPEC §10). A slot is created by the first movement that picks
 /// it, with the account's facts when the write knows them, and must then agree with them.
 fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<TransactWriteItem, DomainError> {
-    if delta.cover.is_some() || delta.requires.is_some() || !delta.holds.is_empty() {
-        // Only accounts without a lower bound, a lifecycle or expiring holds spread.
+    if delta.cover.is_some() || !delta.holds.is_empty() {
+        // Only accounts without a lower bound spread, and expiring holds stay on the
+        // account's own item.
         tracing::error!("a spread account's change carries a condition it cannot have");
         return Err(DomainError::Unavailable);
     }
@@ -227,7 +245,21 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
         "account_id = if_not_exists(account_id, :account)".to_owned(),
     ];
     let mut condition = None;
-    if let Some(expect) = &delta.expect {
+    if let Some(requires) = delta.requires {
+        // An unlimited customer account (the only spread kind with a lifecycle): its
+        // slots exist from the moment it became unlimited and carry its status and
+        // limit, changed with them, so the slot alone decides (SPEC §6, §10).
+        names.insert("#limit".to_owned(), "overdraft_limit".to_owned());
+        values.insert(":unlimited".to_owned(), s(UNLIMITED));
+        let mut check = format!(
+            "attribute_exists(pk) AND #limit = :unlimited AND {}",
+            status_check(requires, &mut names, &mut values)
+        );
+        if let Some(expect) = &delta.expect {
+            check = format!("{check} AND {}", expect_facts(expect, &mut names, &mut values));
+        }
+        condition = Some(check);
+    } else if let Some(expect) = &delta.expect {
         let facts = expect_facts(expect, &mut names, &mut values);
         for (name, value) in [("#tenant", ":tenant"), ("#currency", ":currency"), ("#kind", ":kind")] {
             sets.push(format!("{name} = if_not_exists({name}, {value})"));
@@ -247,6 +279,61 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
         .build()
         .map_err(|_| DomainError::Unavailable)?;
     Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The balance slots of a new unlimited account, empty, with its status and limit.
+fn new_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
+    if account.kind != AccountKind::Customer || !account.overdraft_limit.is_unlimited() {
+        return Ok(Vec::new());
+    }
+    (0..BALANCE_SLOTS_MAX)
+        .map(|slot| put(ledger, customer_slot_item(account, slot), NEW, None))
+        .collect()
+}
+
+/// The slots of an account written whole (SPEC §6 lifecycle, limit): each slot read is
+/// emptied into the account's own item (which the caller writes with the sums) on
+/// condition that its version did not move, and takes the account's new status and
+/// limit; an unlimited account gets every slot it lacks, so that movements find them.
+fn gathered_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
+    let read = account.parts.as_ref().map_or(&[][..], |p| p.slots.as_slice());
+    let mut items = Vec::new();
+    for slot in 0..BALANCE_SLOTS_MAX {
+        match read.iter().find(|p| p.slot == slot) {
+            Some(part) => {
+                let zero = n(Decimal::ZERO);
+                let values = HashMap::from([
+                    (":v".to_owned(), AttributeValue::N(part.version.to_string())),
+                    (":zero".to_owned(), zero),
+                    (":one".to_owned(), AttributeValue::N("1".to_owned())),
+                    (":status".to_owned(), s(account.status.as_str())),
+                    (":limit".to_owned(), limit_value(account.overdraft_limit)),
+                ]);
+                let names = HashMap::from([
+                    ("#status".to_owned(), "status".to_owned()),
+                    ("#limit".to_owned(), "overdraft_limit".to_owned()),
+                ]);
+                let update = Update::builder()
+                    .table_name(ledger)
+                    .set_key(Some(slot_key(&account.id, slot)))
+                    .update_expression(
+                        "SET posted = :zero, pending_debits = :zero, pending_credits = :zero, \
+                         spendable = :zero, #status = :status, #limit = :limit ADD version :one",
+                    )
+                    .condition_expression("version = :v")
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .build()
+                    .map_err(|_| DomainError::Unavailable)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            None if account.kind == AccountKind::Customer && account.overdraft_limit.is_unlimited() => {
+                items.push(put(ledger, customer_slot_item(account, slot), NEW, None)?);
+            }
+            None => {}
+        }
+    }
+    Ok(items)
 }
 
 /// A spread account's own item, created as its first movement opens it (its balances
@@ -333,6 +420,9 @@ impl DynamoStore {
         }
         for account in &write.new_accounts {
             push(put(ledger, account_item(account)?, NEW, None)?, Role::Other);
+            for slot in new_slots(ledger, account)? {
+                push(slot, Role::Other);
+            }
         }
         for fintx_domain::ports::AccountUpdate {
             account,
@@ -342,11 +432,16 @@ impl DynamoStore {
         {
             // The version moves with every balance change, so the whole account as read,
             // with its new settings, replaces the stored one only if nothing moved since.
-            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(expected.to_string()))]);
+            // A spread account's slots are gathered into it, each on the same condition.
+            let own = account.parts.as_ref().map_or(*expected, |p| p.own_version);
+            let values = HashMap::from([(":v".to_owned(), AttributeValue::N(own.to_string()))]);
             push(
                 put(ledger, account_item(account)?, "version = :v", Some(values))?,
                 Role::Other,
             );
+            for slot in gathered_slots(ledger, account)? {
+                push(slot, Role::Other);
+            }
         }
         // Spread accounts move one balance slot, the same one for every spread account
         // of this write, chosen by its transfer's random bits.
@@ -486,7 +581,7 @@ impl LedgerStore for DynamoStore {
                         // A spread account's balances are in its slots: read them with
                         // its item again, so the figures are exact (a rare read: no
                         // decision on a clearing account depends on its balance).
-                        Some(a) if a.kind.spreads() => Some(self.with_slots(a).await?),
+                        Some(a) if a.parts.is_some() => Some(self.with_slots(a).await?),
                         other => other,
                     };
                     snapshot.accounts.push(account);
@@ -694,7 +789,7 @@ impl LedgerStore for DynamoStore {
 /// The partitions an account's entries live in: its own, and a spread account's slots'.
 fn partitions(account: &Account) -> Vec<String> {
     let mut pks = vec![account_pk(&account.id)];
-    if account.kind.spreads() {
+    if account.parts.is_some() || account.kind.spreads() {
         pks.extend((0..BALANCE_SLOTS_MAX).map(|slot| slot_pk(&account.id, slot)));
     }
     pks

@@ -261,17 +261,19 @@ impl LedgerStore for MemoryStore {
             .chain(write.entries.iter().cloned())
             .map(|e| (e.position(), e))
             .collect();
-        if write
-            .account_updates
-            .iter()
-            .any(|u| state.accounts.get(&u.account.id).is_none_or(|c| c.version != u.version))
-            || entries.iter().any(|(position, e)| {
-                state
-                    .entries
-                    .get(&e.account_id)
-                    .is_some_and(|history| history.binary_search_by_key(position, |(p, _)| *p).is_ok())
-            })
-        {
+        // An account written whole must still have the version read: for a spread
+        // account, the sum over its item and slots, as DynamoDB checks each of them.
+        if write.account_updates.iter().any(|u| {
+            state
+                .accounts
+                .get(&u.account.id)
+                .is_none_or(|c| state.summed(c).version != u.version)
+        }) || entries.iter().any(|(position, e)| {
+            state
+                .entries
+                .get(&e.account_id)
+                .is_some_and(|history| history.binary_search_by_key(position, |(p, _)| *p).is_ok())
+        }) {
             return reject(Rejection::Stale);
         }
         if write.expirations.iter().any(|(id, _)| {
@@ -306,8 +308,13 @@ impl LedgerStore for MemoryStore {
             if delta.spread {
                 // A spread account moves one slot, never its own record (which the
                 // movement opens if it is new).
-                if delta.cover.is_some() || delta.requires.is_some() || !delta.holds.is_empty() {
+                if delta.cover.is_some() || !delta.holds.is_empty() {
                     return Err(CommitError::Failed(DomainError::Unavailable));
+                }
+                // A customer account's slots carry its limit: a movement planned as
+                // spread finds them only while it is unlimited.
+                if delta.requires.is_some() && !current.overdraft_limit.is_unlimited() {
+                    return reject(Rejection::Stale);
                 }
                 let (balance, version) = state
                     .slots
@@ -331,6 +338,11 @@ impl LedgerStore for MemoryStore {
         }
         if let Some(reference) = &write.deposit_reference {
             state.deposit_references.insert(reference.clone());
+        }
+        for update in &write.account_updates {
+            // Written whole with the sums read: its slots are gathered into it.
+            let id = update.account.id;
+            state.slots.retain(|(account, _), _| *account != id);
         }
         for account in write.new_accounts.iter().cloned().chain(updated) {
             state.accounts.insert(account.id, account);

@@ -29,7 +29,10 @@ use std::str::FromStr;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use fintx_domain::account::{Account, AccountKind, AccountName, AccountStatus, Balance, Metadata, StoredHolder};
+use fintx_domain::account::{
+    Account, AccountKind, AccountName, AccountStatus, Balance, Metadata, OverdraftLimit, SlotPart, StoredHolder,
+    StoredParts, UNLIMITED,
+};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::crypto::Sealed;
@@ -67,16 +70,48 @@ pub(crate) fn slot_key(id: &AccountId, slot: u16) -> Attributes {
 }
 
 /// A balance slot's figures: what it adds to its account's balances and version.
-pub(crate) fn slot_from_item(raw: &Attributes) -> Result<(Balance, u64), DomainError> {
+pub(crate) fn slot_from_item(raw: &Attributes, slot: u16) -> Result<SlotPart, DomainError> {
     let item = Item(raw);
-    Ok((
-        Balance {
+    Ok(SlotPart {
+        slot,
+        balance: Balance {
             posted: item.decimal("posted")?,
             pending_debits: item.decimal("pending_debits")?,
             pending_credits: item.decimal("pending_credits")?,
         },
-        item.u64("version")?,
-    ))
+        version: item.u64("version")?,
+    })
+}
+
+/// A new, empty balance slot of an unlimited customer account, carrying the account's
+/// facts, status and limit: a movement to a slot is conditioned on them there, since
+/// reading the account's own item would make it hot again (SPEC §10).
+pub(crate) fn customer_slot_item(account: &Account, slot: u16) -> Attributes {
+    let zero = n(Decimal::ZERO);
+    HashMap::from([
+        ("pk".to_owned(), s(slot_pk(&account.id, slot))),
+        ("sk".to_owned(), s("ACCT")),
+        ("entity".to_owned(), s("balance_slot")),
+        ("account_id".to_owned(), s(account.id.to_string())),
+        ("tenant_id".to_owned(), s(account.tenant.as_str())),
+        ("currency".to_owned(), s(account.currency.code())),
+        ("kind".to_owned(), s(account.kind.as_str())),
+        ("status".to_owned(), s(account.status.as_str())),
+        ("overdraft_limit".to_owned(), limit_value(account.overdraft_limit)),
+        ("posted".to_owned(), zero.clone()),
+        ("pending_debits".to_owned(), zero.clone()),
+        ("pending_credits".to_owned(), zero.clone()),
+        ("spendable".to_owned(), zero),
+        ("version".to_owned(), AttributeValue::N("0".to_owned())),
+    ])
+}
+
+/// An overdraft limit as stored: a number, or the string `unlimited`.
+pub(crate) fn limit_value(limit: OverdraftLimit) -> AttributeValue {
+    match limit {
+        OverdraftLimit::Bounded(amount) => n(amount.value()),
+        OverdraftLimit::Unlimited => s(UNLIMITED),
+    }
 }
 
 pub(crate) fn tenant_accounts_pk(tenant: &TenantId) -> String {
@@ -168,7 +203,7 @@ pub fn account_item(account: &Account) -> Result<HashMap<String, AttributeValue>
         ("id".to_owned(), s(account.id.to_string())),
         ("tenant_id".to_owned(), s(account.tenant.as_str())),
         ("currency".to_owned(), s(account.currency.code())),
-        ("overdraft_limit".to_owned(), n(account.overdraft_limit.value())),
+        ("overdraft_limit".to_owned(), limit_value(account.overdraft_limit)),
         ("posted".to_owned(), n(account.balance.posted)),
         ("pending_debits".to_owned(), n(account.balance.pending_debits)),
         ("pending_credits".to_owned(), n(account.balance.pending_credits)),
@@ -207,6 +242,10 @@ pub fn account_item(account: &Account) -> Result<HashMap<String, AttributeValue>
         }
         item.insert("holder_masked".to_owned(), AttributeValue::M(map));
     }
+    if account.parts.is_some() || account.spreads() {
+        // Its reads sum its balance slots from now on, whatever its limit becomes.
+        item.insert("slotted".to_owned(), AttributeValue::Bool(true));
+    }
     if !account.metadata.pairs().is_empty() {
         let map = account
             .metadata
@@ -232,8 +271,13 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
             .transpose()
             .map_err(|_| corrupt("name"))?,
         holder: holder_from_item(&item)?,
-        overdraft_limit: Amount::from_decimal(item.decimal("overdraft_limit")?, currency)
-            .map_err(|_| corrupt("overdraft_limit"))?,
+        overdraft_limit: match raw.get("overdraft_limit") {
+            Some(AttributeValue::S(text)) if text == UNLIMITED => OverdraftLimit::Unlimited,
+            _ => OverdraftLimit::Bounded(
+                Amount::from_decimal(item.decimal("overdraft_limit")?, currency)
+                    .map_err(|_| corrupt("overdraft_limit"))?,
+            ),
+        },
         balance: Balance {
             posted: item.decimal("posted")?,
             pending_debits: item.decimal("pending_debits")?,
@@ -255,6 +299,20 @@ pub(crate) fn account_from_item(raw: &HashMap<String, AttributeValue>) -> Result
         },
         created_at: Timestamp::parse_rfc3339(item.s("created_at")?).ok_or_else(|| corrupt("created_at"))?,
         version: item.u64("version")?,
+        // Its balance slots are read and summed in by the store (every clearing account
+        // has them, whenever it was opened).
+        parts: match (raw.get("slotted"), raw.get("kind")) {
+            (Some(AttributeValue::Bool(true)), _) => Some(()),
+            (_, Some(AttributeValue::S(kind))) if kind == AccountKind::Clearing.as_str() => Some(()),
+            _ => None,
+        }
+        .map(|()| {
+            Ok::<_, DomainError>(Box::new(StoredParts {
+                own_version: item.u64("version")?,
+                slots: Vec::new(),
+            }))
+        })
+        .transpose()?,
     })
 }
 
@@ -829,7 +887,7 @@ mod tests {
                 currency: usd,
                 holder: None,
                 name: Some(AccountName::parse("Operating").unwrap()),
-                overdraft_limit: Amount::parse("100.50", usd).unwrap(),
+                overdraft_limit: OverdraftLimit::parse("100.50", usd).unwrap(),
                 metadata: Metadata::parse(BTreeMap::from([("k".into(), "v".into())])).unwrap(),
             },
             Some(StoredHolder {
@@ -856,6 +914,31 @@ mod tests {
             let back = account_from_item(&account_item(&account).unwrap()).unwrap();
             assert_eq!(back, account);
         }
+        // An unlimited account is stored with its limit as a string and marked as having
+        // balance slots; it reads back with its parts to be summed, from then on even
+        // when its limit is bounded again.
+        account.overdraft_limit = OverdraftLimit::Unlimited;
+        let item = account_item(&account).unwrap();
+        assert_eq!(item["overdraft_limit"], s("unlimited"));
+        assert_eq!(item["spendable"], n(fintx_domain::account::unlimited_headroom()));
+        let back = account_from_item(&item).unwrap();
+        assert_eq!(back.overdraft_limit, OverdraftLimit::Unlimited);
+        let parts = StoredParts {
+            own_version: account.version,
+            slots: Vec::new(),
+        };
+        assert_eq!(back.parts.as_deref(), Some(&parts));
+        let mut bounded = back;
+        bounded.overdraft_limit = OverdraftLimit::parse("5", usd).unwrap();
+        let again = account_from_item(&account_item(&bounded).unwrap()).unwrap();
+        assert_eq!(again, bounded);
+        // Its slots carry its facts, status and limit, and start empty.
+        let slot = customer_slot_item(&account, 3);
+        assert_eq!(slot["pk"], s(format!("ACCT#{}#3", account.id)));
+        assert_eq!(slot["overdraft_limit"], s("unlimited"));
+        assert_eq!(slot["status"], s(account.status.as_str()));
+        let part = slot_from_item(&slot, 3).unwrap();
+        assert_eq!((part.balance, part.version), (Balance::ZERO, 0));
     }
 
     #[test]

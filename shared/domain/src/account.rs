@@ -28,8 +28,9 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
-    /// Whether accounts of this kind keep their balance spread over several items
-    /// (SPEC §10): those with no lower bound, no lifecycle and no expiring holds.
+    /// Whether every account of this kind keeps its balance spread over several items
+    /// (SPEC §10). Customer accounts spread when their limit is unlimited
+    /// ([`Account::spreads`]).
     pub const fn spreads(self) -> bool {
         matches!(self, AccountKind::Clearing)
     }
@@ -48,6 +49,63 @@ impl AccountKind {
             _ => None,
         }
     }
+}
+
+/// How far below zero an account's available balance may go (SPEC §6): a bound, or none
+/// (`"unlimited"`, an account such as a tenant's operating account whose balance is
+/// spread so that it is never a single hot item, SPEC §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverdraftLimit {
+    Bounded(Amount),
+    Unlimited,
+}
+
+/// The wire value of an unlimited overdraft limit.
+pub const UNLIMITED: &str = "unlimited";
+
+impl OverdraftLimit {
+    pub const ZERO: OverdraftLimit = OverdraftLimit::Bounded(Amount::ZERO);
+
+    /// `"unlimited"` or a non-negative decimal string in the currency's exponent.
+    pub fn parse(text: &str, currency: Currency) -> Result<Self, DomainError> {
+        if text == UNLIMITED {
+            return Ok(OverdraftLimit::Unlimited);
+        }
+        Amount::parse(text, currency).map(OverdraftLimit::Bounded)
+    }
+
+    pub fn bound(self) -> Option<Amount> {
+        match self {
+            OverdraftLimit::Bounded(amount) => Some(amount),
+            OverdraftLimit::Unlimited => None,
+        }
+    }
+
+    pub fn is_unlimited(self) -> bool {
+        self == OverdraftLimit::Unlimited
+    }
+}
+
+/// The spending headroom stored for an unlimited account: larger than any balance can
+/// reach (amounts have at most 15 integer digits), so a cover condition always holds.
+pub fn unlimited_headroom() -> Decimal {
+    Decimal::from_i128_with_scale(1_000_000_000_000_000_000_000_000, 0)
+}
+
+/// How a store keeps a spread account, as it read it: its own item's version and each
+/// balance slot's share and version. Writing the account whole (a new setting or
+/// status) gathers the slots into its own item, on condition that none moved since.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredParts {
+    pub own_version: u64,
+    pub slots: Vec<SlotPart>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotPart {
+    pub slot: u16,
+    pub balance: Balance,
+    pub version: u64,
 }
 
 /// Where an account is in its lifecycle (SPEC §6): `open → frozen → open`,
@@ -192,7 +250,7 @@ pub struct NewAccount {
     pub currency: Currency,
     pub holder: Option<Holder>,
     pub name: Option<AccountName>,
-    pub overdraft_limit: Amount,
+    pub overdraft_limit: OverdraftLimit,
     pub metadata: Metadata,
 }
 
@@ -215,7 +273,7 @@ pub struct Account {
     pub currency: Currency,
     pub name: Option<AccountName>,
     pub holder: Option<StoredHolder>,
-    pub overdraft_limit: Amount,
+    pub overdraft_limit: OverdraftLimit,
     pub balance: Balance,
     pub metadata: Metadata,
     pub kind: AccountKind,
@@ -224,6 +282,9 @@ pub struct Account {
     pub holds: Vec<HeldEntry>,
     pub created_at: Timestamp,
     pub version: u64,
+    /// Set by a store whose reads sum balance slots (SPEC §10): the account has slots
+    /// (a clearing account, or one that is or was unlimited), as read.
+    pub parts: Option<Box<StoredParts>>,
 }
 
 impl Account {
@@ -250,12 +311,23 @@ impl Account {
     }
 
     /// `available + overdraft_limit`: how much more the account may be debited. A debit
-    /// of `amount` is covered while `amount ≤ headroom`.
+    /// of `amount` is covered while `amount ≤ headroom`; an unlimited account's is
+    /// [`unlimited_headroom`].
     pub fn headroom(&self) -> Result<Decimal, DomainError> {
-        self.balance
-            .available()?
-            .checked_add(self.overdraft_limit.value())
-            .ok_or(DomainError::Overflow)
+        match self.overdraft_limit {
+            OverdraftLimit::Bounded(limit) => self
+                .balance
+                .available()?
+                .checked_add(limit.value())
+                .ok_or(DomainError::Overflow),
+            OverdraftLimit::Unlimited => Ok(unlimited_headroom()),
+        }
+    }
+
+    /// Whether the account keeps its balance spread over balance slots (SPEC §10): a
+    /// clearing account, or a customer account with no lower bound.
+    pub fn spreads(&self) -> bool {
+        self.kind.spreads() || self.overdraft_limit.is_unlimited()
     }
 
     /// A new customer account: zero balances, version 1. The holder in `request` must
@@ -281,6 +353,7 @@ impl Account {
             holds: Vec::new(),
             created_at: now,
             version: 1,
+            parts: None,
         }
     }
 }
@@ -312,7 +385,7 @@ impl Account {
             currency,
             name: AccountName::parse(&format!("{connector} clearing")).ok(),
             holder: None,
-            overdraft_limit: Amount::ZERO,
+            overdraft_limit: OverdraftLimit::ZERO,
             balance: Balance::ZERO,
             metadata: Metadata::default(),
             kind: AccountKind::Clearing,
@@ -320,6 +393,7 @@ impl Account {
             holds: Vec::new(),
             created_at: now,
             version: 1,
+            parts: None,
         }
     }
 }

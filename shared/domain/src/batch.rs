@@ -126,11 +126,12 @@ pub fn plan_batch(
     tenant: &TenantId,
     requests: &[NewTransfer],
     now: Timestamp,
+    unlimited: &dyn Fn(AccountId) -> bool,
 ) -> Option<BatchWrite> {
     let mut transfers = Vec::with_capacity(requests.len());
     let mut deltas = Vec::with_capacity(requests.len().saturating_mul(2));
     for (request, id) in requests.iter().zip(ids) {
-        let (mut transfer, parts) = plan_api_transfer(*id, tenant, request.clone(), now)?;
+        let (mut transfer, parts) = plan_api_transfer(*id, tenant, request.clone(), now, unlimited)?;
         transfer.batch_id = Some(batch_id);
         transfers.push(transfer);
         deltas.extend(parts);
@@ -182,7 +183,9 @@ pub fn combine(deltas: Vec<AccountDelta>) -> Option<Vec<AccountDelta>> {
             (a, b) => a.or(b),
         };
         c.holds.extend(delta.holds);
-        c.spread |= delta.spread;
+        // One item takes the combined change: a slot only if every part could go to one
+        // (an expiring hold's change stays on the account's own item).
+        c.spread = c.spread && delta.spread && c.holds.is_empty();
     }
     Some(combined)
 }
@@ -206,7 +209,7 @@ mod tests {
                 currency: usd(),
                 holder: None,
                 name: None,
-                overdraft_limit: Amount::parse(&limit.to_string(), usd()).unwrap(),
+                overdraft_limit: crate::account::OverdraftLimit::parse(&limit.to_string(), usd()).unwrap(),
                 metadata: Metadata::default(),
             },
             None,
@@ -249,7 +252,7 @@ mod tests {
         let requests = [move_(&a, &b, 10), move_(&c, &a, 4), move_(&a, &b, 4)];
         let t = TenantId::parse("t1").unwrap();
         let now = Timestamp::from_unix_ms(5).unwrap();
-        let planned = plan_batch(batch(), &ids(3), &t, &requests, now).unwrap();
+        let planned = plan_batch(batch(), &ids(3), &t, &requests, now, &|_| false).unwrap();
         assert_eq!(planned.deltas.len(), 3, "one change per account");
         let da = &planned.deltas[0];
         assert_eq!((da.account_id, da.posted), (a.id, Decimal::from(-10)));

@@ -1,11 +1,10 @@
 //! An account's lifecycle and settings (SPEC §6): freeze, unfreeze, close, and changes of
 //! name, overdraft limit and metadata under the account's `version`.
 
-use crate::account::{Account, AccountKind, AccountName, AccountStatus, Balance, Metadata};
+use crate::account::{Account, AccountKind, AccountName, AccountStatus, Balance, Metadata, OverdraftLimit};
 use crate::clock::Timestamp;
 use crate::error::DomainError;
 use crate::ids::TransferId;
-use crate::money::Amount;
 use crate::statement::Entry;
 use crate::transfer::{apply_delta, next_version, release_expired, AccountDelta};
 
@@ -105,7 +104,7 @@ pub fn change_status(
 pub struct AccountPatch {
     pub version: u64,
     pub name: Option<AccountName>,
-    pub overdraft_limit: Option<Amount>,
+    pub overdraft_limit: Option<OverdraftLimit>,
     pub metadata: Option<Metadata>,
 }
 
@@ -168,7 +167,7 @@ mod tests {
             currency: usd,
             holder: None,
             name: None,
-            overdraft_limit: Amount::parse(&limit.to_string(), usd).unwrap(),
+            overdraft_limit: OverdraftLimit::parse(&limit.to_string(), usd).unwrap(),
             metadata: Metadata::default(),
         };
         let mut a = Account::open(
@@ -239,7 +238,7 @@ mod tests {
         let patch = |version, limit: &str| AccountPatch {
             version,
             name: None,
-            overdraft_limit: Some(Amount::parse(limit, usd).unwrap()),
+            overdraft_limit: Some(OverdraftLimit::parse(limit, usd).unwrap()),
             metadata: None,
         };
         assert_eq!(
@@ -249,7 +248,7 @@ mod tests {
         // available −70: a limit of 70 is exactly the floor, 69 is below it.
         let lowered = apply_patch(&a, &patch(1, "70"), t0()).unwrap().unwrap().account;
         assert_eq!(
-            (lowered.overdraft_limit.value(), lowered.version),
+            (lowered.overdraft_limit.bound().unwrap().value(), lowered.version),
             (Decimal::from(70), 2)
         );
         assert_eq!(

@@ -202,6 +202,7 @@ pub fn open_payment(
     request: NewPayment,
     account: Option<&Account>,
     now: Timestamp,
+    unlimited: &dyn Fn(AccountId) -> bool,
 ) -> Result<OpenedPayment, DomainError> {
     let transfer_id = payment_transfer_id(payment_id);
     let clearing = ClearingKey {
@@ -227,11 +228,7 @@ pub fn open_payment(
         // twice, so a read names the rule.
         None if request.account_id == clearing.id => return Err(DomainError::ClearingAccount),
         None => {
-            let customer = Expect {
-                tenant: tenant.clone(),
-                currency: request.currency,
-                kind: AccountKind::Customer,
-            };
+            let customer = Expect::customer(tenant, request.currency, unlimited(request.account_id));
             let sides = [(request.account_id, customer), (clearing.id, Expect::of(&clearing))];
             let (mut transfer, mut deltas) = transfer_between(transfer_id, tenant, command, sides, now);
             deltas[1].open = Some(Box::new(clearing));
@@ -325,12 +322,16 @@ pub fn receive_deposit(
 /// decided the same write.
 /// `None` when the deposit names the clearing account itself: a write cannot move one
 /// item twice, and a read names the rule.
-pub fn plan_deposit(deposit: &Deposit<'_>, tenant: &TenantId, now: Timestamp) -> Option<(Transfer, [AccountDelta; 2])> {
-    let customer = Expect {
-        tenant: tenant.clone(),
-        currency: deposit.currency,
-        kind: AccountKind::Customer,
-    };
+///
+/// `unlimited` is whether the planner believes the account unlimited (its balance then
+/// spreads); a wrong belief is refused by the store like any other assumption.
+pub fn plan_deposit(
+    deposit: &Deposit<'_>,
+    tenant: &TenantId,
+    now: Timestamp,
+    unlimited: bool,
+) -> Option<(Transfer, [AccountDelta; 2])> {
+    let customer = Expect::customer(tenant, deposit.currency, unlimited);
     let planned = deposit.between(tenant, customer, now);
     (planned.1[0].account_id != planned.1[1].account_id).then_some(planned)
 }
@@ -442,7 +443,7 @@ mod tests {
                 currency: usd,
                 holder: None,
                 name: None,
-                overdraft_limit: Amount::parse("100", usd).unwrap(),
+                overdraft_limit: crate::account::OverdraftLimit::parse("100", usd).unwrap(),
                 metadata: Metadata::default(),
             },
             None,
@@ -580,7 +581,7 @@ mod tests {
                 currency: usd,
                 holder: None,
                 name: None,
-                overdraft_limit: Amount::ZERO,
+                overdraft_limit: crate::account::OverdraftLimit::ZERO,
                 metadata: Metadata::default(),
             },
             None,
@@ -601,7 +602,7 @@ mod tests {
         // Planned from the tenant alone, it is the same write, the read's facts stated as
         // conditions.
         assert_eq!(
-            plan_deposit(&deposit, &tenant, now),
+            plan_deposit(&deposit, &tenant, now, false),
             Some((transfer.clone(), deltas.clone()))
         );
         let key = ClearingKey {

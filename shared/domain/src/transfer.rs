@@ -223,6 +223,9 @@ pub struct Expect {
     pub tenant: TenantId,
     pub currency: Currency,
     pub kind: AccountKind,
+    /// For a customer account: whether its limit is unlimited (its balance then spreads
+    /// and a debit needs no cover). A write planned on the other assumption is refused.
+    pub unlimited: bool,
 }
 
 impl Expect {
@@ -231,12 +234,32 @@ impl Expect {
             tenant: account.tenant.clone(),
             currency: account.currency,
             kind: account.kind,
+            unlimited: account.overdraft_limit.is_unlimited(),
+        }
+    }
+
+    /// A customer account of `tenant` in `currency`, unlimited or not as the planner
+    /// believes.
+    pub fn customer(tenant: &TenantId, currency: Currency, unlimited: bool) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            currency,
+            kind: AccountKind::Customer,
+            unlimited,
         }
     }
 
     /// Whether `account` is what the write assumed.
     pub fn holds_for(&self, account: &Account) -> bool {
-        account.tenant == self.tenant && account.currency == self.currency && account.kind == self.kind
+        account.tenant == self.tenant
+            && account.currency == self.currency
+            && account.kind == self.kind
+            && (self.kind != AccountKind::Customer || account.overdraft_limit.is_unlimited() == self.unlimited)
+    }
+
+    /// Whether the account keeps its balance spread (see [`Account::spreads`]).
+    pub fn spreads(&self) -> bool {
+        self.kind.spreads() || (self.kind == AccountKind::Customer && self.unlimited)
     }
 }
 
@@ -275,12 +298,15 @@ impl AccountDelta {
 }
 
 /// Whether `account` may be debited by `amount`: customer accounts need
-/// `available − amount ≥ −overdraft_limit`; clearing accounts have no limit.
+/// `available − amount ≥ −overdraft_limit`; clearing and unlimited accounts have no limit.
 pub fn check_cover(account: &Account, amount: Amount) -> Result<(), DomainError> {
+    let Some(limit) = account.overdraft_limit.bound() else {
+        return Ok(());
+    };
     if account.kind == AccountKind::Clearing {
         return Ok(());
     }
-    let floor = minus(account.overdraft_limit.value());
+    let floor = minus(limit.value());
     let after = account
         .balance
         .available()?
@@ -315,23 +341,22 @@ pub fn open_api_transfer(
 /// satisfy them, this is exactly what [`open_api_transfer`] decides from a read; when
 /// they do not, the store refuses the write and the request reads and decides. `None`
 /// when a read is needed to tell which rule refuses (the same account on both sides).
+/// `unlimited` says which accounts the planner believes unlimited (remembered from
+/// earlier reads); a wrong belief is refused by the store like any other assumption.
 pub fn plan_api_transfer(
     id: TransferId,
     tenant: &TenantId,
     request: NewTransfer,
     now: Timestamp,
+    unlimited: &dyn Fn(AccountId) -> bool,
 ) -> Option<(Transfer, [AccountDelta; 2])> {
     if request.debit_account_id == request.credit_account_id {
         return None;
     }
-    let customer = Expect {
-        tenant: tenant.clone(),
-        currency: request.currency,
-        kind: AccountKind::Customer,
-    };
+    let customer = |id| Expect::customer(tenant, request.currency, unlimited(id));
     let sides = [
-        (request.debit_account_id, customer.clone()),
-        (request.credit_account_id, customer),
+        (request.debit_account_id, customer(request.debit_account_id)),
+        (request.credit_account_id, customer(request.credit_account_id)),
     ];
     Some(transfer_between(id, tenant, request, sides, now))
 }
@@ -401,19 +426,16 @@ pub(crate) fn transfer_between(
     let a = request.amount.value();
     let mut d = AccountDelta::new(debit_id);
     let mut c = AccountDelta::new(credit_id);
-    d.cover = (debit.kind == AccountKind::Customer).then_some(request.amount);
-    d.requires = Some(Requires::Open);
-    c.requires = Some(Requires::NotClosed);
+    // Only a bounded customer account's debit needs cover.
+    d.cover = (debit.kind == AccountKind::Customer && !debit.unlimited).then_some(request.amount);
+    // Clearing accounts have no lifecycle: their movements assume no status.
+    d.requires = (debit.kind == AccountKind::Customer).then_some(Requires::Open);
+    c.requires = (credit.kind == AccountKind::Customer).then_some(Requires::NotClosed);
     let through_clearing = debit.kind == AccountKind::Clearing || credit.kind == AccountKind::Clearing;
-    // Clearing accounts need no lower bound and have no lifecycle: their balances
-    // spread (SPEC §10), and their movements assume no status.
-    d.spread = debit.kind.spreads();
-    c.spread = credit.kind.spreads();
-    for side in [&mut d, &mut c] {
-        if side.spread {
-            side.requires = None;
-        }
-    }
+    // Accounts without a lower bound spread their balances (SPEC §10); a change that
+    // carries an expiring hold stays on the account's own item (see below).
+    d.spread = debit.spreads();
+    c.spread = credit.spreads();
     d.expect = Some(debit);
     c.expect = Some(credit);
     let expires_at = match (request.pending, request.expires_in) {
@@ -454,8 +476,11 @@ pub(crate) fn transfer_between(
         version: 1,
     };
     if let Some([debit_entry, credit_entry]) = transfer.held_entries() {
+        // Expiring holds are read from the account's own item, so their changes go there.
         d.holds.push(HoldChange::Add(debit_entry));
         c.holds.push(HoldChange::Add(credit_entry));
+        d.spread = false;
+        c.spread = false;
     }
     (transfer, [d, c])
 }
@@ -584,7 +609,7 @@ pub fn reverse_posted(
     original_debit: Option<&Account>,
     now: Timestamp,
 ) -> Result<Reversal, DomainError> {
-    let reversal = plan_reversal(original, new_id, amount, description, original_credit.kind, now)?;
+    let reversal = plan_reversal(original, new_id, amount, description, &Expect::of(original_credit), now)?;
     // The reversal debits the original credit account and credits the original debit.
     match original_debit {
         Some(debit) => check_movable(original_credit, debit)?,
@@ -595,14 +620,15 @@ pub fn reverse_posted(
 }
 
 /// The reversal decided without reading the account it debits (the original credit
-/// account, of kind `credit_kind`): a customer account's cover is then a condition of
-/// the write, decided by the store (SPEC §10), where [`reverse_posted`] checks it first.
+/// account, assumed to be `credit`): a bounded customer account's cover is then a
+/// condition of the write, decided by the store (SPEC §10), where [`reverse_posted`]
+/// checks it first.
 pub fn plan_reversal(
     original: &Transfer,
     new_id: TransferId,
     amount: Option<Amount>,
     description: Option<String>,
-    credit_kind: AccountKind,
+    credit: &Expect,
     now: Timestamp,
 ) -> Result<Reversal, DomainError> {
     if original.status != TransferStatus::Posted {
@@ -630,10 +656,11 @@ pub fn plan_reversal(
     let mut d = AccountDelta::new(original.credit_account_id);
     let mut c = AccountDelta::new(original.debit_account_id);
     d.posted = minus(r);
-    d.cover = (credit_kind == AccountKind::Customer).then_some(amount);
-    // A clearing account's balance spreads and it has no lifecycle (SPEC §10).
-    d.spread = credit_kind.spreads();
-    d.requires = (!d.spread).then_some(Requires::Open);
+    d.cover = (credit.kind == AccountKind::Customer && !credit.unlimited).then_some(amount);
+    // Accounts without a lower bound spread their balance (SPEC §10); a clearing account
+    // has no lifecycle.
+    d.spread = credit.spreads();
+    d.requires = (credit.kind == AccountKind::Customer).then_some(Requires::Open);
     c.posted = r;
     c.requires = Some(Requires::NotClosed);
     let mut updated = original.clone();
@@ -776,6 +803,7 @@ pub fn next_version(version: u64) -> Result<u64, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::OverdraftLimit;
 
     #[test]
     fn a_balance_slot_is_within_the_setting_stable_and_spread() {
@@ -798,5 +826,71 @@ mod tests {
                 "{slots}: {used:?}"
             );
         }
+    }
+
+    fn request(pending: bool, expires_in: Option<u32>) -> NewTransfer {
+        let usd = Currency::parse("USD").unwrap();
+        NewTransfer {
+            debit_account_id: AccountId::from_ulid(ulid::Ulid::from_parts(1, 1)),
+            credit_account_id: AccountId::from_ulid(ulid::Ulid::from_parts(1, 2)),
+            amount: Amount::parse("5000.00", usd).unwrap(),
+            currency: usd,
+            pending,
+            expires_in,
+            description: None,
+            metadata: Metadata::default(),
+        }
+    }
+
+    #[test]
+    fn an_unlimited_account_needs_no_cover_and_spreads_except_for_expiring_holds() {
+        let tenant = TenantId::parse("t1").unwrap();
+        let now = Timestamp::from_unix_ms(1_700_000_000_000).unwrap();
+        let id = TransferId::from_ulid(ulid::Ulid::from_parts(2, 3));
+        let debit = request(false, None).debit_account_id;
+        let believed = |unlimited: bool| move |account: AccountId| unlimited && account == debit;
+        // Believed bounded: cover, the own item, and the belief as a condition.
+        let (_, [d, c]) = plan_api_transfer(id, &tenant, request(false, None), now, &believed(false)).unwrap();
+        assert!(d.cover.is_some() && !d.spread && !d.expect.as_ref().unwrap().unlimited);
+        assert!(!c.spread);
+        // Believed unlimited: no cover, a slot, still its lifecycle.
+        let (_, [d, c]) = plan_api_transfer(id, &tenant, request(false, None), now, &believed(true)).unwrap();
+        assert!(d.cover.is_none() && d.spread && d.expect.as_ref().unwrap().unlimited);
+        assert_eq!(d.requires, Some(Requires::Open));
+        assert!(!c.spread, "the bounded side keeps its own item");
+        // A hold that expires is read from the account's own item: it goes there.
+        let (_, [d, _]) = plan_api_transfer(id, &tenant, request(true, Some(60)), now, &believed(true)).unwrap();
+        assert!(d.cover.is_none() && !d.spread && d.holds.len() == 1);
+        let (_, [d, _]) = plan_api_transfer(id, &tenant, request(true, None), now, &believed(true)).unwrap();
+        assert!(d.spread, "a hold without expiry spreads");
+        // Read: an unlimited account covers any amount; a bounded one does not.
+        let usd = Currency::parse("USD").unwrap();
+        let mut account = Account::open(
+            debit,
+            tenant.clone(),
+            crate::account::NewAccount {
+                currency: usd,
+                holder: None,
+                name: None,
+                overdraft_limit: OverdraftLimit::parse("unlimited", usd).unwrap(),
+                metadata: Metadata::default(),
+            },
+            None,
+            now,
+        );
+        assert!(account.spreads());
+        assert!(check_cover(&account, Amount::parse("999999999999999", usd).unwrap()).is_ok());
+        account.overdraft_limit = OverdraftLimit::parse("10", usd).unwrap();
+        assert_eq!(
+            check_cover(&account, Amount::parse("10.01", usd).unwrap()),
+            Err(DomainError::InsufficientFunds)
+        );
+        assert!(!account.spreads());
+        assert!(!Expect::of(&account).holds_for(&Account {
+            overdraft_limit: OverdraftLimit::Unlimited,
+            ..account.clone()
+        }));
+        assert!(OverdraftLimit::parse("-1", usd).is_err());
+        assert!(OverdraftLimit::parse("Unlimited", usd).is_err());
     }
 }

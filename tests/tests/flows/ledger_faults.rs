@@ -188,7 +188,8 @@ fn write_moving(tenant: &str, debit: &str, credit: &str, amount: &str) -> Ledger
     };
     let now = fintx_adapters::system::now();
     let id = TransferId::from_ulid(fintx_adapters::system::new_ulid(now));
-    let (transfer, deltas) = plan_api_transfer(id, &TenantId::parse(tenant).unwrap(), request, now).unwrap();
+    let (transfer, deltas) =
+        plan_api_transfer(id, &TenantId::parse(tenant).unwrap(), request, now, &|_| false).unwrap();
     LedgerWrite {
         deltas: deltas.to_vec(),
         new_transfers: vec![transfer],
