@@ -102,7 +102,8 @@ pub struct Account {
     pub currency: &'static str,
     pub kind: Kind,
     pub status: Lifecycle,
-    pub limit: Minor,
+    /// How far below zero `available` may go; `None`: unlimited.
+    pub limit: Option<Minor>,
     pub posted: Minor,
     pub pending_debits: Minor,
     pub pending_credits: Minor,
@@ -136,7 +137,7 @@ pub struct Line {
 
 impl Account {
     /// A customer account opened at `created_ms`.
-    pub fn opened(id: String, tenant: String, currency: &'static str, limit: Minor, created_ms: i64) -> Self {
+    pub fn opened(id: String, tenant: String, currency: &'static str, limit: Option<Minor>, created_ms: i64) -> Self {
         Account {
             id,
             tenant,
@@ -388,10 +389,10 @@ impl Model {
     }
 
     /// A debit of `amount` is covered: customer accounts need
-    /// `available − amount ≥ −limit`; clearing accounts have no limit.
+    /// `available − amount ≥ −limit`; clearing and unlimited accounts have no limit.
     pub fn covered(&self, account: usize, amount: Minor) -> bool {
         let a = &self.accounts[account];
-        a.kind == Kind::Clearing || a.available() - amount >= -a.limit
+        a.kind == Kind::Clearing || a.limit.is_none_or(|limit| a.available() - amount >= -limit)
     }
 
     /// A new posted or pending transfer between two accounts; returns its index.
@@ -532,7 +533,7 @@ impl Model {
             currency,
             kind: Kind::Clearing,
             status: Lifecycle::Open,
-            limit: 0,
+            limit: Some(0),
             posted: 0,
             pending_debits: 0,
             pending_credits: 0,

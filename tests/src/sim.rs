@@ -61,6 +61,8 @@ pub enum AmountText {
     Max,
     /// One of a few malformed amounts.
     Invalid(u8),
+    /// An overdraft limit of `"unlimited"`.
+    Unlimited,
 }
 
 /// One transfer of a batch.
@@ -198,9 +200,10 @@ pub fn random_op(rng: &mut Rng) -> Op {
         0..=3 => Op::Open {
             tenant,
             currency: rng.below(4) as u8,
-            limit: match rng.below(4) {
+            limit: match rng.below(5) {
                 0 => None,
                 1 => Some(AmountText::Max),
+                2 => Some(AmountText::Unlimited),
                 _ => Some(AmountText::Minor(rng.below(10_000) as u32)),
             },
         },
@@ -310,10 +313,25 @@ pub fn random_op(rng: &mut Rng) -> Op {
         _ => Op::Patch {
             tenant,
             account: pick(rng),
-            limit: (!rng.chance(8)).then(|| AmountText::Minor(rng.below(10_000) as u32)),
+            limit: (!rng.chance(8)).then(|| {
+                if rng.chance(250) {
+                    AmountText::Unlimited
+                } else {
+                    AmountText::Minor(rng.below(10_000) as u32)
+                }
+            }),
             stale: rng.chance(100),
         },
     }
+}
+
+/// An overdraft limit as the model keeps it (`None`: unlimited), from its wire text;
+/// `None` for a malformed one.
+fn parse_limit(text: &str, exponent: u32) -> Option<Option<Minor>> {
+    if text == "unlimited" {
+        return Some(None);
+    }
+    model::parse_amount(text, exponent, true).map(Some)
 }
 
 fn amount_text(amount: AmountText, exponent: u32) -> String {
@@ -329,6 +347,7 @@ fn amount_text(amount: AmountText, exponent: u32) -> String {
             }
         }
         AmountText::Max => model::format_minor(model::amount_max(exponent), exponent),
+        AmountText::Unlimited => "unlimited".to_owned(),
         AmountText::Invalid(kind) => match kind % 6 {
             // One decimal more than the currency has.
             0 => format!("1.{}", "5".repeat(exponent as usize + 1)),
@@ -381,7 +400,7 @@ enum Effect {
     Open {
         tenant: String,
         currency: &'static str,
-        limit: Minor,
+        limit: Option<Minor>,
     },
     Transfer {
         debit: usize,
@@ -662,10 +681,10 @@ impl World {
                 let tenant = TENANTS[*tenant as usize % 3];
                 let (code, e) = model::CURRENCIES[*currency as usize % 4];
                 let mut body = json!({ "currency": code });
-                let mut limit_minor = 0;
+                let mut limit_minor = Some(0);
                 if let Some(limit) = limit {
                     let text = amount_text(*limit, e);
-                    limit_minor = model::parse_amount(&text, e, true)?;
+                    limit_minor = parse_limit(&text, e)?;
                     body["overdraft_limit"] = Value::String(text);
                 }
                 let call = self.api(tenant, "POST", "/v1/accounts".into(), Some(body));
@@ -1746,7 +1765,7 @@ impl World {
         let text = limit.map(|l| amount_text(l, e));
         let new_limit = match &text {
             None => None,
-            Some(t) => match model::parse_amount(t, e, true) {
+            Some(t) => match parse_limit(t, e) {
                 Some(v) => Some(v),
                 None => return,
             },
@@ -1784,7 +1803,7 @@ impl World {
             (Expect::problem(409, "version_conflict"), None)
         } else if acc.status == Lifecycle::Closed {
             (Expect::problem(422, "account_closed"), None)
-        } else if new_limit.is_some_and(|l| acc.available() + l < 0) {
+        } else if new_limit.flatten().is_some_and(|l| acc.available() + l < 0) {
             (Expect::problem(422, "limit_below_usage"), None)
         } else {
             (Expect::ok(200), new_limit.filter(|_| changes))
@@ -2260,8 +2279,9 @@ impl World {
             s.0 += minor(a.balance.posted);
             s.1 += minor(a.balance.pending_debits);
             s.2 += minor(a.balance.pending_credits);
+            let bound = a.overdraft_limit.bound().map(|l| minor(l.value()));
             if a.kind == AccountKind::Customer
-                && minor(a.balance.posted) - minor(a.balance.pending_debits) < -minor(a.overdraft_limit.value())
+                && bound.is_some_and(|l| minor(a.balance.posted) - minor(a.balance.pending_debits) < -l)
             {
                 problems.push(format!("account {} is below its overdraft limit", a.id));
             }
@@ -2283,7 +2303,7 @@ impl World {
                             m.status.as_str()
                         ));
                     }
-                    if minor(a.overdraft_limit.value()) != m.limit {
+                    if a.overdraft_limit.bound().map(|l| minor(l.value())) != m.limit {
                         problems.push(format!("account {} has another limit than the model", a.id));
                     }
                     if real != (m.posted, m.pending_debits, m.pending_credits) {
@@ -2579,7 +2599,12 @@ pub fn sequence(seed: u64, len: usize) -> Vec<(Op, u64)> {
     let opening = (0..24u8).map(|i| Op::Open {
         tenant: i % 3,
         currency: (i / 3) % 4,
-        limit: (i >= 12).then_some(AmountText::Minor(5_000)),
+        // Half of the second accounts are unlimited: their balances spread.
+        limit: match i {
+            0..=11 => None,
+            12..=17 => Some(AmountText::Minor(5_000)),
+            _ => Some(AmountText::Unlimited),
+        },
     });
     let mut ops: Vec<(Op, u64)> = opening.map(|op| (op, rng.next_u64())).take(len / 4).collect();
     while ops.len() < len {

@@ -23,5 +23,6 @@ mod spread;
 mod store_failures;
 mod template;
 mod template_guards;
+mod unlimited;
 mod webhook_properties;
 mod webhooks;

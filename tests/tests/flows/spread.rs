@@ -10,10 +10,10 @@ use fintx_tests::{deliver, key, reply, sign_webhook, webhook_event, Api, Counted
 use serde_json::{json, Value};
 
 /// A request to run beside others.
-type Work<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+pub(crate) type Work<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 
 /// Runs every future at once on this thread, and returns their outputs in order.
-async fn all<T: 'static>(futures: Vec<Work<T>>) -> Vec<T> {
+pub(crate) async fn all<T: 'static>(futures: Vec<Work<T>>) -> Vec<T> {
     let local = tokio::task::LocalSet::new();
     let handles: Vec<_> = futures.into_iter().map(|f| local.spawn_local(f)).collect();
     local
