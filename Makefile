@@ -28,8 +28,8 @@ simulate:
 	cargo run --locked -p fintx-tests --bin simulate -- --seed $(SEED) --ops $(OPS) $(if $(WORLD),--world-seed $(WORLD))
 
 ## The capacity model (SPEC §10): sustainable transfers a second through one clearing
-## account and one bounded account on DynamoDB, from the writes the code issues, today's
-## one-item design beside spread balances. Options: make capacity LATENCY_MS=20 WRITES=400
+## account, one bounded and one unlimited account on DynamoDB, from the writes the code
+## issues, today's one-item design beside spread balances. Options: make capacity LATENCY_MS=20 WRITES=400
 LATENCY_MS ?= 20
 WRITES ?= 400
 capacity:

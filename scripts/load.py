@@ -89,7 +89,7 @@ class Account:
         self.id = id_
         self.tenant = tenant
         self.currency = currency
-        self.limit = limit  # None: large treasury limit
+        self.limit = limit  # None: an unlimited treasury account
         self.available = Decimal(0)  # the client's lower estimate, reservations taken off
 
     def can_spend(self, amount: Decimal) -> bool:
@@ -244,7 +244,8 @@ class Load:
     async def create_account(self, client, tenant: str, currency: str, treasury: bool = False) -> None:
         body = {"currency": currency, "name": ("Treasury " if treasury else "Customer ") + currency}
         limit = None if treasury else Decimal(self.rng.choice([0, 0, 0, 50]))
-        body["overdraft_limit"] = "1000000000" if treasury else amount_text(limit, currency)
+        # Treasury accounts fund every customer: unlimited, their balances spread.
+        body["overdraft_limit"] = "unlimited" if treasury else amount_text(limit, currency)
         if self.rng.random() < 0.3 and not treasury:
             body["holder"] = {"name": "Ada Lovelace", "iban": "GB82WEST12345698765432"}
         response = await self.call(client, "POST /v1/accounts", "POST", f"{self.tx}/v1/accounts", tenant, body)

@@ -14,9 +14,9 @@
 //!   item carries at most one transaction at a time, i.e. 1/L a second for a transaction
 //!   that holds its items for L (an assumption: `--latency-ms`, default 20).
 //!
-//! For each workload it prints today's design (a clearing account is one item) beside
-//! the spread one (its balance in 16 slots, each in its own partition with the entries
-//! written beside it), and the busiest partition and item each leaves.
+//! For each workload it prints today's design (a clearing or unlimited account is one
+//! item) beside the spread one (its balance in 16 slots, each in its own partition with
+//! the entries written beside it), and the busiest partition and item each leaves.
 //!
 //! Usage: `capacity [--latency-ms N] [--writes N]`
 
@@ -359,6 +359,20 @@ async fn workloads(count: usize) -> (Bench, Vec<(&'static str, AccountId, Vec<Le
     out.push((
         "transfer debiting one bounded account (POST /v1/transfers)",
         bounded,
+        bench.recorder.take_committed(),
+    ));
+    // A tenant's operating account paying out to many: unlimited, so its balance spreads.
+    let operating = api.open("USD", "unlimited").await;
+    bench.recorder.take_committed();
+    for i in 0..count {
+        let body = json!({"debit_account_id": operating, "credit_account_id": customers[i % 20],
+                          "amount": "1.00", "currency": "USD"});
+        let r = api.post("/v1/transfers", body, &fintx_tests::key()).await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    out.push((
+        "transfer debiting one unlimited account (POST /v1/transfers)",
+        AccountId::parse(&operating).unwrap(),
         bench.recorder.take_committed(),
     ));
     (bench, out)
