@@ -132,6 +132,16 @@ spare_id=$(api POST /v1/accounts '{"currency":"USD","name":"Spare"}' | field "['
 api POST "/v1/accounts/$spare_id/close" | field "['status']" | sed 's/^/   status: /'
 api POST /v1/transfers "{\"debit_account_id\":\"$operating_id\",\"credit_account_id\":\"$spare_id\",\"amount\":\"1.00\",\"currency\":\"USD\"}" | field "['code']" | sed 's/^/   credit to it: /'
 
+echo "-- a treasury account with no overdraft limit: its balance is spread over 16 slots, never one hot item"
+treasury_id=$(api POST /v1/accounts '{"currency":"USD","name":"Treasury","overdraft_limit":"unlimited"}' | field "['id']")
+payroll_id=$(api POST /v1/accounts '{"currency":"USD","name":"Payroll"}' | field "['id']")
+for amount in 1500.00 2500.00 1000.00; do
+  api POST /v1/transfers "{\"debit_account_id\":\"$treasury_id\",\"credit_account_id\":\"$payroll_id\",\"amount\":\"$amount\",\"currency\":\"USD\"}" >/dev/null
+done
+balances "$treasury_id" "$payroll_id"
+api POST "/v1/accounts/$treasury_id/freeze" >/dev/null
+api POST /v1/transfers "{\"debit_account_id\":\"$treasury_id\",\"credit_account_id\":\"$payroll_id\",\"amount\":\"1.00\",\"currency\":\"USD\"}" | field "['code']" | sed 's/^/   frozen, a debit: /'
+
 echo "-- analytics: the stream pump feeds the ledger stream to analytics-rollups"
 for _ in $(seq 1 30); do
   rollup=$(curl -sS "$FINTX_ANALYTICS_URL/v1/analytics/tenant?currency=USD&granularity=day" \
