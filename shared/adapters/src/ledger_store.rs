@@ -22,6 +22,8 @@ use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
 use rust_decimal::Decimal;
 
+use futures_util::future::try_join_all;
+
 use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
 use crate::schema::{
@@ -721,13 +723,14 @@ impl LedgerStore for DynamoStore {
     ) -> Result<Page<Entry, Position>, DomainError> {
         // New transfers' entries and later changes' live under two prefixes, each in
         // order, in the account's partition and (spread accounts) its slots': read each
-        // newest first and merge.
-        let mut entries = Vec::new();
-        for pk in partitions(account) {
-            for prefix in [OPENED_ENTRY, RESOLVED_ENTRY] {
-                entries.extend(self.entries_under(prefix, tenant, &pk, range, limit).await?);
-            }
-        }
+        // newest first, all at once, and merge.
+        let queries = partitions(account).into_iter().flat_map(|pk| {
+            [OPENED_ENTRY, RESOLVED_ENTRY].map(|prefix| {
+                let pk = pk.clone();
+                async move { self.entries_under(prefix, tenant, &pk, range, limit).await }
+            })
+        });
+        let mut entries: Vec<Entry> = try_join_all(queries).await?.into_iter().flatten().collect();
         entries.sort_by_key(|e| std::cmp::Reverse(e.position()));
         Ok(match limit {
             Some(limit) => Page::from_overfetch(entries, limit, Entry::position),
@@ -751,11 +754,10 @@ impl LedgerStore for DynamoStore {
             // Every transfer id sorts below this bound.
             None => format!("{OPENED_ENTRY}~"),
         };
-        // A spread account's transfers are listed in each of its partitions: merge them.
-        let mut ids = Vec::new();
-        for pk in partitions(account) {
-            let output = self
-                .client()
+        // A spread account's transfers are listed in each of its partitions, queried all
+        // at once: merge them.
+        let queries = partitions(account).into_iter().map(|pk| {
+            self.client()
                 .query()
                 .table_name(ledger)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
@@ -766,8 +768,10 @@ impl LedgerStore for DynamoStore {
                 .consistent_read(true)
                 .limit(i32::try_from(limit + 2).unwrap_or(i32::MAX))
                 .send()
-                .await
-                .map_err(failed("Query account transfers"))?;
+        });
+        let outputs = try_join_all(queries).await.map_err(failed("Query account transfers"))?;
+        let mut ids = Vec::new();
+        for output in outputs {
             for item in output.items.unwrap_or_default() {
                 let entry = Item(&item);
                 if entry.s("sk")? == upper || entry.s("tenant_id")? != tenant.as_str() {

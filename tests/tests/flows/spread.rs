@@ -27,6 +27,28 @@ pub(crate) async fn all<T: 'static>(futures: Vec<Work<T>>) -> Vec<T> {
         .await
 }
 
+/// Whole cents as a USD or EUR amount string (`-12.05`).
+pub(crate) fn money(cents: i64) -> String {
+    format!(
+        "{}{}.{:02}",
+        if cents < 0 { "-" } else { "" },
+        cents.abs() / 100,
+        cents.abs() % 100
+    )
+}
+
+/// The account `id` as the tenant's account listing shows it.
+pub(crate) async fn listed(api: &Api<'_>, id: &str) -> Value {
+    let page = api.get("/v1/accounts?limit=100").await;
+    page.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap()
+}
+
 /// A signed webhook delivered as a bank does: again, while it answers 5xx.
 async fn deliver_until_answered(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
     let text = body.to_string();
@@ -133,15 +155,6 @@ async fn two_hundred_concurrent_payments_and_deposits_spread_over_slots_and_stay
             deposited += (2 + n as i64 % 5) * 100 + (n as i64 * 7) % 100;
         }
     }
-    let money = |cents: i64| {
-        format!(
-            "{}{}.{:02}",
-            if cents < 0 { "-" } else { "" },
-            cents.abs() / 100,
-            cents.abs() % 100
-        )
-    };
-
     // Exact: the clearing account holds every payment and gave every deposit.
     assert_eq!(
         api.balance(&clearing).await,
@@ -165,29 +178,21 @@ async fn two_hundred_concurrent_payments_and_deposits_spread_over_slots_and_stay
     );
 
     // Every read sums the slots: the listing, the statement, the balance in time.
-    let mut listed = 0;
+    let mut transfers_listed = 0;
     let mut path = format!("/v1/accounts/{clearing}/transfers?limit=100");
     loop {
         let page = api.get(&path).await;
-        listed += page.body["data"].as_array().unwrap().len();
+        transfers_listed += page.body["data"].as_array().unwrap().len();
         match page.body["next_cursor"].as_str() {
             Some(cursor) => path = format!("/v1/accounts/{clearing}/transfers?limit=100&cursor={cursor}"),
             None => break,
         }
     }
-    assert_eq!(listed, 202);
+    assert_eq!(transfers_listed, 202);
     let statement = api.get(&format!("/v1/accounts/{clearing}/entries?limit=100")).await;
     assert_eq!(statement.body["data"][0]["posted_after"], money(-deposited));
     let now = fintx_adapters::system::now();
     let then = api.get(&format!("/v1/accounts/{clearing}/balance?at={now}")).await;
     assert_eq!(then.body["pending_credits"], money(held), "{then:?}");
-    let listed_accounts = api.get("/v1/accounts?limit=100").await;
-    let row = listed_accounts.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == clearing.as_str())
-        .cloned()
-        .unwrap();
-    assert_eq!(row["balance"]["posted"], money(-deposited));
+    assert_eq!(listed(&api, &clearing).await["balance"]["posted"], money(-deposited));
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fintx_tests::{calls, key, Api, Counted};
 use serde_json::{json, Value};
 
-use crate::spread::{all, Work};
+use crate::spread::{all, listed, money, Work};
 
 /// The partitions of `account`'s balance slots that `writes` touched, and how many of
 /// the writes touched its own item.
@@ -95,14 +95,6 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
         assert_eq!(body["status"], "posted", "{body}");
         expected += cents;
     }
-    let money = |cents: i64| {
-        format!(
-            "{}{}.{:02}",
-            if cents < 0 { "-" } else { "" },
-            cents.abs() / 100,
-            cents.abs() % 100
-        )
-    };
     let balance = json!({"posted": money(expected), "pending_debits": "0.00",
         "pending_credits": "0.00", "available": money(expected)});
     assert_eq!(api.balance(&operating).await, balance);
@@ -118,15 +110,7 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
     let now = fintx_adapters::system::now();
     let at = api.get(&format!("/v1/accounts/{operating}/balance?at={now}")).await;
     assert_eq!(at.body["posted"], money(expected), "{at:?}");
-    let listed = api.get("/v1/accounts?limit=100").await;
-    let row = listed.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == operating.as_str())
-        .cloned()
-        .unwrap();
-    assert_eq!(row["balance"], balance);
+    assert_eq!(listed(&api, &operating).await["balance"], balance);
 
     // An environment that never read it believes it bounded: its first write is refused
     // by the account's limit condition, read, and written to a slot; its next is one
