@@ -20,9 +20,8 @@ use fintx_domain::transfer::{
 };
 use fintx_domain::webhook::Outcome;
 use fintx_domain::DomainError;
-use rust_decimal::Decimal;
-
 use futures_util::future::try_join_all;
+use rust_decimal::Decimal;
 
 use crate::aws::{failed, failure};
 use crate::dynamo::{batch_get_all, DynamoStore};
@@ -249,18 +248,19 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
     let mut condition = None;
     if let Some(requires) = delta.requires {
         // An unlimited customer account (the only spread kind with a lifecycle): its
-        // slots exist from the moment it became unlimited and carry its status and
-        // limit, changed with them, so the slot alone decides (SPEC §6, §10).
-        names.insert("#limit".to_owned(), "overdraft_limit".to_owned());
-        values.insert(":unlimited".to_owned(), s(UNLIMITED));
-        let mut check = format!(
-            "attribute_exists(pk) AND #limit = :unlimited AND {}",
-            status_check(requires, &mut names, &mut values)
-        );
-        if let Some(expect) = &delta.expect {
-            check = format!("{check} AND {}", expect_facts(expect, &mut names, &mut values));
-        }
-        condition = Some(check);
+        // slots exist from the moment it became unlimited and carry its facts, status
+        // and limit, changed with them, so the slot alone decides (SPEC §6, §10).
+        let status = status_check(requires, &mut names, &mut values);
+        let facts = match &delta.expect {
+            // A customer's expected facts include its limit.
+            Some(expect) => expect_facts(expect, &mut names, &mut values),
+            None => {
+                names.insert("#limit".to_owned(), "overdraft_limit".to_owned());
+                values.insert(":unlimited".to_owned(), s(UNLIMITED));
+                "#limit = :unlimited"
+            }
+        };
+        condition = Some(format!("attribute_exists(pk) AND {status} AND {facts}"));
     } else if let Some(expect) = &delta.expect {
         let facts = expect_facts(expect, &mut names, &mut values);
         for (name, value) in [("#tenant", ":tenant"), ("#currency", ":currency"), ("#kind", ":kind")] {
@@ -283,20 +283,11 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
-/// The balance slots of a new unlimited account, empty, with its status and limit.
-fn new_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
-    if account.kind != AccountKind::Customer || !account.overdraft_limit.is_unlimited() {
-        return Ok(Vec::new());
-    }
-    (0..BALANCE_SLOTS_MAX)
-        .map(|slot| put(ledger, customer_slot_item(account, slot), NEW, None))
-        .collect()
-}
-
 /// The slots of an account written whole (SPEC §6 lifecycle, limit): each slot read is
 /// emptied into the account's own item (which the caller writes with the sums) on
 /// condition that its version did not move, and takes the account's new status and
-/// limit; an unlimited account gets every slot it lacks, so that movements find them.
+/// limit; an unlimited account gets every slot it lacks (a new one all 16), so that
+/// movements find them.
 fn gathered_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
     let read = account.parts.as_ref().map_or(&[][..], |p| p.slots.as_slice());
     let mut items = Vec::new();
@@ -422,7 +413,7 @@ impl DynamoStore {
         }
         for account in &write.new_accounts {
             push(put(ledger, account_item(account)?, NEW, None)?, Role::Other);
-            for slot in new_slots(ledger, account)? {
+            for slot in gathered_slots(ledger, account)? {
                 push(slot, Role::Other);
             }
         }
@@ -581,8 +572,9 @@ impl LedgerStore for DynamoStore {
                     let account = item.map(|i| account_from_item(&i)).transpose()?;
                     let account = match account.filter(|a| visible(&a.tenant)) {
                         // A spread account's balances are in its slots: read them with
-                        // its item again, so the figures are exact (a rare read: no
-                        // decision on a clearing account depends on its balance).
+                        // its item again, so the figures are exact (a rare read: writes
+                        // through a spread account are planned, and no decision on a
+                        // clearing account depends on its balance).
                         Some(a) if a.parts.is_some() => Some(self.with_slots(a).await?),
                         other => other,
                     };
