@@ -289,6 +289,7 @@ const JSON_TOKENS: &[&[u8]] = &[
     b"\"debit_account_id\"",
     b"\"credit_account_id\"",
     b"\"overdraft_limit\"",
+    b"\"unlimited\"",
     b"\"description\"",
     b"\"connector\"",
     b"\"counterparty\"",
@@ -302,6 +303,7 @@ const JSON_TOKENS: &[&[u8]] = &[
 fn request_seeds() -> Vec<(u8, String)> {
     vec![
         (0, r#"{"currency":"USD"}"#.to_owned()),
+        (0, r#"{"currency":"USD","overdraft_limit":"unlimited"}"#.to_owned()),
         (
             0,
             r#"{"currency":"EUR","overdraft_limit":"100.00","holder":{"name":"Ada Lovelace","account_number":"12345678","email":"ada@example.com"},"metadata":{"k":"v"}}"#
