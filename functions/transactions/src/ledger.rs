@@ -29,7 +29,8 @@ use fintx_domain::ports::{LedgerStore, LedgerWrite, Reads, Snapshot};
 use fintx_domain::statement::Entry;
 use fintx_domain::transfer::{
     check_api_transition, open_api_transfer, plan_api_transfer, plan_reversal, post_pending, release_expired,
-    reverse_posted, void_pending, Expect, NewTransfer, Transfer, Transition, RELEASES_MAX, RELEASE_ACTIONS,
+    reverse_posted, spread_resolution, void_pending, Expect, NewTransfer, Transfer, Transition, RELEASES_MAX,
+    RELEASE_ACTIONS,
 };
 use fintx_domain::{DomainError, Problem};
 use lambda_http::http::header::{HeaderValue, CONTENT_TYPE};
@@ -598,7 +599,7 @@ impl Change<'_> {
                     Action::Post => post_pending(transfer, amount, self.now)?,
                     _ => void_pending(transfer, self.now)?,
                 };
-                let (next, deltas) = match transition {
+                let (next, mut deltas) = match transition {
                     Transition::Unchanged => {
                         return Ok(Decision::Respond(200, to_body(&transfer_view(transfer, self.now))?))
                     }
@@ -608,6 +609,15 @@ impl Change<'_> {
                     // A frozen account's holds do not post (SPEC §6).
                     sides.debit.check_debitable()?;
                 }
+                // Unlimited accounts' changes go to their balance slots: as read, or as
+                // this environment believes.
+                let unlimited = |account: AccountId| match sides {
+                    Some(sides) => [sides.debit, sides.credit]
+                        .iter()
+                        .any(|a| a.id == account && a.overdraft_limit.is_unlimited()),
+                    None => self.recent.is_unlimited(&transfer.tenant, account),
+                };
+                spread_resolution(transfer, &mut deltas, &unlimited);
                 let view = to_body(&transfer_view(&next, self.now))?;
                 let write = LedgerWrite {
                     entries: Entry::resolving(transfer.id, self.now, &deltas).to_vec(),

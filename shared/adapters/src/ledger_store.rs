@@ -246,12 +246,16 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
         "account_id = if_not_exists(account_id, :account)".to_owned(),
     ];
     let mut condition = None;
-    if let Some(requires) = delta.requires {
+    let customer = delta.requires.is_some() || delta.expect.as_ref().is_some_and(|e| e.kind == AccountKind::Customer);
+    if customer {
         // An unlimited customer account (the only spread kind with a lifecycle): its
         // slots exist from the moment it became unlimited and carry its facts, status
         // and limit, changed with them, so the slot alone decides (SPEC §6, §10).
-        let status = status_check(requires, &mut names, &mut values);
-        let facts = match &delta.expect {
+        let mut checks = vec!["attribute_exists(pk)"];
+        if let Some(requires) = delta.requires {
+            checks.push(status_check(requires, &mut names, &mut values));
+        }
+        checks.push(match &delta.expect {
             // A customer's expected facts include its limit.
             Some(expect) => expect_facts(expect, &mut names, &mut values),
             None => {
@@ -259,8 +263,8 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
                 values.insert(":unlimited".to_owned(), s(UNLIMITED));
                 "#limit = :unlimited"
             }
-        };
-        condition = Some(format!("attribute_exists(pk) AND {status} AND {facts}"));
+        });
+        condition = Some(checks.join(" AND "));
     } else if let Some(expect) = &delta.expect {
         let facts = expect_facts(expect, &mut names, &mut values);
         for (name, value) in [("#tenant", ":tenant"), ("#currency", ":currency"), ("#kind", ":kind")] {

@@ -313,7 +313,12 @@ impl LedgerStore for MemoryStore {
                 }
                 // A customer account's slots carry its limit: a movement planned as
                 // spread finds them only while it is unlimited.
-                if delta.requires.is_some() && !current.overdraft_limit.is_unlimited() {
+                let customer = delta.requires.is_some()
+                    || delta
+                        .expect
+                        .as_ref()
+                        .is_some_and(|e| e.kind == fintx_domain::account::AccountKind::Customer);
+                if customer && !current.overdraft_limit.is_unlimited() {
                     return reject(Rejection::Stale);
                 }
                 let (balance, version) = state

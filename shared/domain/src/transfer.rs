@@ -699,6 +699,23 @@ pub fn plan_reversal(
     })
 }
 
+/// Moves the changes of a post or void to balance slots for the accounts `unlimited`
+/// says are unlimited (SPEC §10), so that resolving holds through a busy unlimited
+/// account spreads as creating them does. The belief becomes a condition of the write
+/// (the slot must still say unlimited); a change of an expiring hold stays on the
+/// account's own item, where its record is.
+pub fn spread_resolution(transfer: &Transfer, deltas: &mut [AccountDelta; 2], unlimited: &dyn Fn(AccountId) -> bool) {
+    if transfer.through_clearing {
+        return;
+    }
+    for delta in deltas.iter_mut() {
+        if delta.holds.is_empty() && unlimited(delta.account_id) {
+            delta.spread = true;
+            delta.expect = Some(Expect::customer(&transfer.tenant, transfer.currency, true));
+        }
+    }
+}
+
 /// A resolved hold leaves the expiring holds of both its accounts.
 fn forget_hold(transfer: &Transfer, d: &mut AccountDelta, c: &mut AccountDelta) {
     if transfer.expires_at.is_some() {

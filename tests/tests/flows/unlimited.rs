@@ -112,6 +112,25 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
     assert_eq!(at.body["posted"], money(expected), "{at:?}");
     assert_eq!(listed(&api, &operating).await["balance"], balance);
 
+    // Holds resolve through the slots too: placed, then posted or voided, by an
+    // environment that knows the account is unlimited, no write touches its own item.
+    c.counter.reset();
+    for (customer, amount, action) in [(&customers[1], "3.00", "post"), (&customers[2], "4.00", "void")] {
+        let hold = api.transfer(&operating, customer, amount, "USD", true, &key()).await;
+        assert_eq!(hold.status, 201, "{hold:?}");
+        let id = hold.body["id"].as_str().unwrap();
+        let resolved = api.post(&format!("/v1/transfers/{id}/{action}"), json!({}), &key()).await;
+        assert_eq!(resolved.status, 200, "{resolved:?}");
+    }
+    let writes = c.counter.written_partitions();
+    assert_eq!(writes.len(), 4, "one write per hold and per resolution");
+    let (slots, own) = slots_and_own(&writes, &operating);
+    assert!(!slots.is_empty() && own == 0, "{writes:?}");
+    expected -= 300;
+    let balance = json!({"posted": money(expected), "pending_debits": "0.00",
+        "pending_credits": "0.00", "available": money(expected)});
+    assert_eq!(api.balance(&operating).await, balance);
+
     // An environment that never read it believes it bounded: its first write is refused
     // by the account's limit condition, read, and written to a slot; its next is one
     // write.
