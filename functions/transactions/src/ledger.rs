@@ -593,6 +593,7 @@ impl Change<'_> {
             accounts: vec![transfer.debit_account_id, transfer.credit_account_id],
             ..Reads::default()
         };
+        let mut believed = false;
         let (write, status, view) = match self.action {
             Action::Post | Action::Void => {
                 let transition = match self.action {
@@ -618,6 +619,7 @@ impl Change<'_> {
                     None => self.recent.is_unlimited(&transfer.tenant, account),
                 };
                 spread_resolution(transfer, &mut deltas, &unlimited);
+                believed = sides.is_none() && deltas.iter().any(|d| d.spread);
                 let view = to_body(&transfer_view(&next, self.now))?;
                 let write = LedgerWrite {
                     entries: Entry::resolving(transfer.id, self.now, &deltas).to_vec(),
@@ -669,10 +671,13 @@ impl Change<'_> {
         };
         let write = Box::new(write);
         // A void moves no money out and needs no status, so its version condition is
-        // all it assumes; a post or reversal assumes its accounts' status (and a
-        // reversal its cover) when they were not read.
+        // all it assumes, unless it moves the slots of an account believed unlimited; a
+        // post or reversal assumes its accounts' status (and a reversal its cover) when
+        // they were not read. What a write assumes, a refusal reads (a belief is never
+        // retried as it is).
         Ok(match (self.action, sides) {
-            (Action::Void, _) | (_, Some(_)) => Decision::Write(write, status, view),
+            (Action::Void, _) if !believed => Decision::Write(write, status, view),
+            (_, Some(_)) => Decision::Write(write, status, view),
             (_, None) => Decision::Attempt(write, status, view, explain()),
         })
     }

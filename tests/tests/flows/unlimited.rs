@@ -119,7 +119,9 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
         let hold = api.transfer(&operating, customer, amount, "USD", true, &key()).await;
         assert_eq!(hold.status, 201, "{hold:?}");
         let id = hold.body["id"].as_str().unwrap();
-        let resolved = api.post(&format!("/v1/transfers/{id}/{action}"), json!({}), &key()).await;
+        let resolved = api
+            .post(&format!("/v1/transfers/{id}/{action}"), json!({}), &key())
+            .await;
         assert_eq!(resolved.status, 200, "{resolved:?}");
     }
     let writes = c.counter.written_partitions();
