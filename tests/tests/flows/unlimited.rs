@@ -188,6 +188,21 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
     assert_eq!(bounded.status, 200, "{bounded:?}");
     assert_eq!(bounded.body["overdraft_limit"], limit.as_str());
     assert_eq!(bounded.body["balance"]["posted"], money(expected));
+    // An environment that still believes it unlimited voids a hold it never saw: its
+    // write to a slot is refused, it reads, and the void lands on the own item.
+    let hold = api
+        .transfer(&operating, &customers[0], "0.50", "USD", true, &key())
+        .await;
+    assert_eq!(hold.status, 201, "{hold:?}");
+    let id = hold.body["id"].as_str().unwrap();
+    let voided = elsewhere
+        .post(&format!("/v1/transfers/{id}/void"), json!({}), &key())
+        .await;
+    assert_eq!(
+        (voided.status, &voided.body["status"]),
+        (200, &json!("voided")),
+        "{voided:?}"
+    );
     let over = elsewhere
         .transfer(&operating, &customers[0], "1.01", "USD", false, &key())
         .await;
