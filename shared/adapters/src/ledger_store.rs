@@ -333,6 +333,38 @@ fn gathered_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteIt
     Ok(items)
 }
 
+/// The slots of an unlimited account whose status or limit changed while it stays
+/// unlimited and not closed: each takes the copy, with no condition on its figures (a
+/// movement in flight commits before or after the change, never across it).
+fn copied_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
+    let read = account.parts.as_ref().map_or(&[][..], |p| p.slots.as_slice());
+    (0..BALANCE_SLOTS_MAX)
+        .map(|slot| {
+            if !read.iter().any(|p| p.slot == slot) {
+                return put(ledger, customer_slot_item(account, slot), NEW, None);
+            }
+            let values = HashMap::from([
+                (":status".to_owned(), s(account.status.as_str())),
+                (":limit".to_owned(), limit_value(account.overdraft_limit)),
+            ]);
+            let names = HashMap::from([
+                ("#status".to_owned(), "status".to_owned()),
+                ("#limit".to_owned(), "overdraft_limit".to_owned()),
+            ]);
+            let update = Update::builder()
+                .table_name(ledger)
+                .set_key(Some(slot_key(&account.id, slot)))
+                .update_expression("SET #status = :status, #limit = :limit")
+                .condition_expression("attribute_exists(pk)")
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|_| DomainError::Unavailable)?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        })
+        .collect()
+}
+
 /// A spread account's own item, created as its first movement opens it (its balances
 /// stay in the slots): every attribute set only where absent, on condition that an
 /// existing item is the same account.
@@ -421,12 +453,21 @@ impl DynamoStore {
                 push(slot, Role::Other);
             }
         }
-        for fintx_domain::ports::AccountUpdate {
-            account,
-            version: expected,
-            ..
-        } in &write.account_updates
-        {
+        for update in &write.account_updates {
+            let (account, expected) = (&update.account, &update.version);
+            if let (Some(own), Some(parts)) = (update.keeping_slots()?, account.parts.as_deref()) {
+                // Its own item on its own version, its slots taking the new status and
+                // limit whatever their figures.
+                let values = HashMap::from([(":v".to_owned(), AttributeValue::N(parts.own_version.to_string()))]);
+                push(
+                    put(ledger, account_item(&own)?, "version = :v", Some(values))?,
+                    Role::Other,
+                );
+                for slot in copied_slots(ledger, account)? {
+                    push(slot, Role::Other);
+                }
+                continue;
+            }
             // The version moves with every balance change, so the whole account as read,
             // with its new settings, replaces the stored one only if nothing moved since.
             // A spread account's slots are gathered into it, each on the same condition.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use fintx_domain::account::{Account, Balance};
+use fintx_domain::account::{Account, Balance, SlotPart, StoredParts};
 use fintx_domain::auth::TenantId;
 use fintx_domain::clock::Timestamp;
 use fintx_domain::idempotency::IdempotencyRecord;
@@ -55,15 +55,20 @@ impl State {
     /// The account with its balance slots summed in, as a read shows it.
     fn summed(&self, account: &Account) -> Account {
         let mut summed = account.clone();
-        let slots = self
-            .slots
-            .range((account.id, 0)..=(account.id, u16::MAX))
-            .map(|(_, slot)| slot);
-        for (balance, version) in slots {
+        let mut parts = StoredParts {
+            own_version: account.version,
+            slots: Vec::new(),
+        };
+        for (&(_, slot), &(balance, version)) in self.slots.range((account.id, 0)..=(account.id, u16::MAX)) {
             // Sums of stored figures that each fit; an overflow would have refused the
             // write that made it.
-            summed.balance = summed.balance.plus(balance).unwrap_or(summed.balance);
-            summed.version = summed.version.saturating_add(*version);
+            summed.balance = summed.balance.plus(&balance).unwrap_or(summed.balance);
+            summed.version = summed.version.saturating_add(version);
+            parts.slots.push(SlotPart { slot, balance, version });
+        }
+        // As the DynamoDB store reads it: with its parts when it has (or may have) slots.
+        if account.spreads() || !parts.slots.is_empty() {
+            summed.parts = Some(Box::new(parts));
         }
         summed
     }
@@ -263,11 +268,19 @@ impl LedgerStore for MemoryStore {
             .collect();
         // An account written whole must still have the version read: for a spread
         // account, the sum over its item and slots, as DynamoDB checks each of them.
-        if write.account_updates.iter().any(|u| {
+        let mut kept = Vec::new();
+        for u in &write.account_updates {
+            kept.push(u.keeping_slots()?);
+        }
+        if write.account_updates.iter().zip(&kept).any(|(u, keeping)| {
             state
                 .accounts
                 .get(&u.account.id)
-                .is_none_or(|c| state.summed(c).version != u.version)
+                .is_none_or(|c| match (keeping, &u.account.parts) {
+                    // Its slots kept: only its own item must be as read.
+                    (Some(_), Some(parts)) => c.version != parts.own_version,
+                    _ => state.summed(c).version != u.version,
+                })
         }) || entries.iter().any(|(position, e)| {
             state
                 .entries
@@ -284,7 +297,17 @@ impl LedgerStore for MemoryStore {
         }) {
             return reject(Rejection::Stale);
         }
-        let mut updated: Vec<Account> = write.account_updates.iter().map(|u| u.account.clone()).collect();
+        let mut updated: Vec<Account> = write
+            .account_updates
+            .iter()
+            .zip(&kept)
+            .map(|(u, keeping)| keeping.clone().unwrap_or_else(|| u.account.clone()))
+            .map(|mut a| {
+                // Stored as an item is: its parts are what a read finds.
+                a.parts = None;
+                a
+            })
+            .collect();
         let slot = write
             .slot_transfer()
             .map_or(0, |t| fintx_domain::transfer::balance_slot(t, self.balance_slots));
@@ -344,10 +367,13 @@ impl LedgerStore for MemoryStore {
         if let Some(reference) = &write.deposit_reference {
             state.deposit_references.insert(reference.clone());
         }
-        for update in &write.account_updates {
-            // Written whole with the sums read: its slots are gathered into it.
-            let id = update.account.id;
-            state.slots.retain(|(account, _), _| *account != id);
+        for (update, keeping) in write.account_updates.iter().zip(&kept) {
+            // Written whole with the sums read: its slots are gathered into it (unless
+            // it keeps them, its own item taking only its own share).
+            if keeping.is_none() {
+                let id = update.account.id;
+                state.slots.retain(|(account, _), _| *account != id);
+            }
         }
         for account in write.new_accounts.iter().cloned().chain(updated) {
             state.accounts.insert(account.id, account);

@@ -290,6 +290,29 @@ pub struct AccountUpdate {
     pub change: Balance,
 }
 
+impl AccountUpdate {
+    /// Whether the store keeps the account's balance slots as they are (`Some`: its own
+    /// item as it becomes, with its own share of the balances) instead of gathering them:
+    /// an account that stays unlimited and open or frozen changes only what its slots
+    /// copy (status, limit), so movements in flight do not hold the change back (a freeze
+    /// must land on a busy account). Gathering is for when exact figures on one item are
+    /// needed: a bounded limit's cover, a close's zero balance.
+    pub fn keeping_slots(&self) -> Result<Option<Account>, DomainError> {
+        let Some(parts) = self.account.parts.as_deref() else {
+            return Ok(None);
+        };
+        if !self.account.spreads() || self.account.status == crate::account::AccountStatus::Closed {
+            return Ok(None);
+        }
+        let mut own = self.account.clone();
+        for part in &parts.slots {
+            own.balance = own.balance.minus(&part.balance)?;
+        }
+        own.version = crate::transfer::next_version(parts.own_version)?;
+        Ok(Some(own))
+    }
+}
+
 /// Why a store refused a write; nothing of it was applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {

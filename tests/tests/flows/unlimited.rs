@@ -274,3 +274,169 @@ async fn closing_an_unlimited_account_gathers_slots_that_sum_to_zero() {
     let statement = api.get(&format!("/v1/accounts/{account}/entries")).await;
     assert_eq!(statement.body["data"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn lifecycle_and_limit_changes_racing_movements_through_an_unlimited_account_lose_nothing() {
+    let c = Counted::new().await;
+    let api = Api::new(&c.transactions, "t1");
+    let acct = api.open("USD", "unlimited").await;
+    let sink = api.open("USD", "0").await;
+    let funder = api.open("USD", "1000").await;
+
+    // A freeze racing 24 debits: each debit either landed before it (201) or is
+    // refused by its slot's copy of the status; none lands after.
+    let mut debits = tokio::task::JoinSet::new();
+    for i in 0..24u64 {
+        let app = c.transactions.clone();
+        let (acct, sink) = (acct.clone(), sink.clone());
+        debits.spawn(async move {
+            // Spread over the freeze's own round trips.
+            tokio::time::sleep(std::time::Duration::from_millis(i * 4)).await;
+            let key = key();
+            loop {
+                let r = Api::new(&app, "t1")
+                    .transfer(&acct, &sink, "1.00", "USD", false, &key)
+                    .await;
+                if r.status < 500 {
+                    return r;
+                }
+            }
+        });
+    }
+    let frozen = loop {
+        let r = api
+            .post(&format!("/v1/accounts/{acct}/freeze"), json!({}), &key())
+            .await;
+        if r.status < 500 {
+            break r;
+        }
+    };
+    assert_eq!(frozen.status, 200, "{frozen:?}");
+    let replies = debits.join_all().await;
+    let accepted = replies.iter().filter(|r| r.status == 201).count() as i64;
+    for r in replies.iter().filter(|r| r.status != 201) {
+        r.assert_problem(422, "account_frozen");
+    }
+    assert_eq!(api.balance(&acct).await["posted"], money(-100 * accepted));
+    assert_eq!(api.balance(&sink).await["posted"], money(100 * accepted));
+    api.transfer(&acct, &sink, "1.00", "USD", false, &key())
+        .await
+        .assert_problem(422, "account_frozen");
+    let thawed = api
+        .post(&format!("/v1/accounts/{acct}/unfreeze"), json!({}), &key())
+        .await;
+    assert_eq!(thawed.status, 200, "{thawed:?}");
+
+    // A PATCH to a bounded limit racing twelve credits: every credit lands, in a slot
+    // before the limit changes or on the account's own item after, and the PATCH
+    // gathers whatever the slots held when it committed.
+    let mut credits = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let app = c.transactions.clone();
+        let (acct, funder) = (acct.clone(), funder.clone());
+        credits.spawn(async move {
+            let key = key();
+            loop {
+                let r = Api::new(&app, "t1")
+                    .transfer(&funder, &acct, "2.00", "USD", false, &key)
+                    .await;
+                if r.status < 500 {
+                    return r;
+                }
+            }
+        });
+    }
+    let bounded = loop {
+        let v = version(&api, &acct).await;
+        let r = patch(&api, &acct, json!({"version": v, "overdraft_limit": "500.00"})).await;
+        // A credit that lands between the read of the version and the PATCH moves it.
+        if r.status < 500 && !(r.status == 409 && r.body["code"] == "version_conflict") {
+            break r;
+        }
+    };
+    assert_eq!(bounded.status, 200, "{bounded:?}");
+    for r in credits.join_all().await {
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let posted = 2400 - 100 * accepted;
+    assert_eq!(api.balance(&acct).await["posted"], money(posted));
+    // Bounded now: the account covers exactly up to its limit.
+    let over = money(posted + 50_000 + 1);
+    api.transfer(&acct, &sink, &over, "USD", false, &key())
+        .await
+        .assert_problem(422, "insufficient_funds");
+    let exact = money(posted + 50_000);
+    let r = api.transfer(&acct, &sink, &exact, "USD", false, &key()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(api.balance(&acct).await["available"], "-500.00");
+}
+
+#[tokio::test]
+async fn a_status_change_lands_over_movements_in_flight_and_a_bounded_limit_waits_for_them() {
+    use fintx_domain::account::OverdraftLimit;
+    use fintx_domain::auth::TenantId;
+    use fintx_domain::ids::AccountId;
+    use fintx_domain::lifecycle::{apply_patch, change_status, AccountChange, AccountPatch, StatusChange};
+    use fintx_domain::money::Currency;
+    use fintx_domain::ports::{AccountUpdate, CommitError, LedgerStore, LedgerWrite, Reads, Rejection};
+
+    let c = Counted::new().await;
+    let api = Api::new(&c.transactions, "t1");
+    let acct = api.open("USD", "unlimited").await;
+    let sink = api.open("USD", "0").await;
+    let tenant = TenantId::parse("t1").unwrap();
+    let reads = Reads {
+        accounts: vec![AccountId::parse(&acct).unwrap()],
+        ..Reads::default()
+    };
+    let read = || async {
+        c.store.read(&tenant, &reads).await.unwrap().accounts[0]
+            .clone()
+            .unwrap()
+    };
+    let write = |read: &fintx_domain::account::Account, change: AccountChange| LedgerWrite {
+        account_updates: vec![AccountUpdate {
+            account: change.account,
+            version: read.version,
+            change: change.released,
+        }],
+        ..LedgerWrite::default()
+    };
+    let now = fintx_adapters::system::now();
+
+    // The account is read, then a debit lands in one of its slots; a freeze decided on
+    // the earlier read still commits, since it copies the status to the slots without
+    // assuming their figures, and the debit counts once.
+    let before = read().await;
+    assert_eq!(
+        api.transfer(&acct, &sink, "5.00", "USD", false, &key()).await.status,
+        201
+    );
+    let frozen = change_status(&before, StatusChange::Freeze, now).unwrap().unwrap();
+    c.store.commit(&write(&before, frozen)).await.unwrap();
+    api.transfer(&acct, &sink, "1.00", "USD", false, &key())
+        .await
+        .assert_problem(422, "account_frozen");
+    assert_eq!(api.balance(&acct).await["posted"], "-5.00");
+
+    // A bounded limit decided on a read that a credit has since moved is refused: it
+    // gathers the slots into the account's own item, on their versions.
+    let before = read().await;
+    assert_eq!(
+        api.transfer(&sink, &acct, "2.00", "USD", false, &key()).await.status,
+        201
+    );
+    let usd = Currency::parse("USD").unwrap();
+    let patch = AccountPatch {
+        version: before.version,
+        name: None,
+        overdraft_limit: Some(OverdraftLimit::parse("100", usd).unwrap()),
+        metadata: None,
+    };
+    let bounded = apply_patch(&before, &patch, now).unwrap().unwrap();
+    assert_eq!(
+        c.store.commit(&write(&before, bounded)).await,
+        Err(CommitError::Rejected(Rejection::Stale))
+    );
+    assert_eq!(api.balance(&acct).await["posted"], "-3.00");
+}
