@@ -287,82 +287,55 @@ fn slot_update(ledger: &str, delta: &AccountDelta, slot: u16) -> Result<Transact
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
-/// The slots of an account written whole (SPEC §6 lifecycle, limit): each slot read is
+/// The slots of an account written whole (SPEC §6 lifecycle, limit): each slot read takes
+/// the account's new status and limit, and an unlimited account gets every slot it lacks
+/// (a new one all 16) so that movements find them. `gather`: each slot read is also
 /// emptied into the account's own item (which the caller writes with the sums) on
-/// condition that its version did not move, and takes the account's new status and
-/// limit; an unlimited account gets every slot it lacks (a new one all 16), so that
-/// movements find them.
-fn gathered_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
+/// condition that its version did not move. Otherwise the slots keep their figures, with
+/// no condition on them (a movement in flight commits before or after, never across).
+fn written_slots(ledger: &str, account: &Account, gather: bool) -> Result<Vec<TransactWriteItem>, DomainError> {
     let read = account.parts.as_ref().map_or(&[][..], |p| p.slots.as_slice());
+    let unlimited = account.kind == AccountKind::Customer && account.overdraft_limit.is_unlimited();
     let mut items = Vec::new();
     for slot in 0..BALANCE_SLOTS_MAX {
-        match read.iter().find(|p| p.slot == slot) {
-            Some(part) => {
-                let zero = n(Decimal::ZERO);
-                let values = HashMap::from([
-                    (":v".to_owned(), AttributeValue::N(part.version.to_string())),
-                    (":zero".to_owned(), zero),
-                    (":one".to_owned(), AttributeValue::N("1".to_owned())),
-                    (":status".to_owned(), s(account.status.as_str())),
-                    (":limit".to_owned(), limit_value(account.overdraft_limit)),
-                ]);
-                let names = HashMap::from([
-                    ("#status".to_owned(), "status".to_owned()),
-                    ("#limit".to_owned(), "overdraft_limit".to_owned()),
-                ]);
-                let update = Update::builder()
-                    .table_name(ledger)
-                    .set_key(Some(slot_key(&account.id, slot)))
-                    .update_expression(
-                        "SET posted = :zero, pending_debits = :zero, pending_credits = :zero, \
-                         spendable = :zero, #status = :status, #limit = :limit ADD version :one",
-                    )
-                    .condition_expression("version = :v")
-                    .set_expression_attribute_names(Some(names))
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .map_err(|_| DomainError::Unavailable)?;
-                items.push(TransactWriteItem::builder().update(update).build());
-            }
-            None if account.kind == AccountKind::Customer && account.overdraft_limit.is_unlimited() => {
+        let Some(part) = read.iter().find(|p| p.slot == slot) else {
+            if unlimited {
                 items.push(put(ledger, customer_slot_item(account, slot), NEW, None)?);
             }
-            None => {}
-        }
+            continue;
+        };
+        let mut values = HashMap::from([
+            (":status".to_owned(), s(account.status.as_str())),
+            (":limit".to_owned(), limit_value(account.overdraft_limit)),
+        ]);
+        let names = HashMap::from([
+            ("#status".to_owned(), "status".to_owned()),
+            ("#limit".to_owned(), "overdraft_limit".to_owned()),
+        ]);
+        let (expression, condition) = if gather {
+            values.insert(":v".to_owned(), AttributeValue::N(part.version.to_string()));
+            values.insert(":zero".to_owned(), n(Decimal::ZERO));
+            values.insert(":one".to_owned(), AttributeValue::N("1".to_owned()));
+            (
+                "SET posted = :zero, pending_debits = :zero, pending_credits = :zero, spendable = :zero, \
+                 #status = :status, #limit = :limit ADD version :one",
+                "version = :v",
+            )
+        } else {
+            ("SET #status = :status, #limit = :limit", "attribute_exists(pk)")
+        };
+        let update = Update::builder()
+            .table_name(ledger)
+            .set_key(Some(slot_key(&account.id, slot)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|_| DomainError::Unavailable)?;
+        items.push(TransactWriteItem::builder().update(update).build());
     }
     Ok(items)
-}
-
-/// The slots of an unlimited account whose status or limit changed while it stays
-/// unlimited and not closed: each takes the copy, with no condition on its figures (a
-/// movement in flight commits before or after the change, never across it).
-fn copied_slots(ledger: &str, account: &Account) -> Result<Vec<TransactWriteItem>, DomainError> {
-    let read = account.parts.as_ref().map_or(&[][..], |p| p.slots.as_slice());
-    (0..BALANCE_SLOTS_MAX)
-        .map(|slot| {
-            if !read.iter().any(|p| p.slot == slot) {
-                return put(ledger, customer_slot_item(account, slot), NEW, None);
-            }
-            let values = HashMap::from([
-                (":status".to_owned(), s(account.status.as_str())),
-                (":limit".to_owned(), limit_value(account.overdraft_limit)),
-            ]);
-            let names = HashMap::from([
-                ("#status".to_owned(), "status".to_owned()),
-                ("#limit".to_owned(), "overdraft_limit".to_owned()),
-            ]);
-            let update = Update::builder()
-                .table_name(ledger)
-                .set_key(Some(slot_key(&account.id, slot)))
-                .update_expression("SET #status = :status, #limit = :limit")
-                .condition_expression("attribute_exists(pk)")
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|_| DomainError::Unavailable)?;
-            Ok(TransactWriteItem::builder().update(update).build())
-        })
-        .collect()
 }
 
 /// A spread account's own item, created as its first movement opens it (its balances
@@ -449,7 +422,7 @@ impl DynamoStore {
         }
         for account in &write.new_accounts {
             push(put(ledger, account_item(account)?, NEW, None)?, Role::Other);
-            for slot in gathered_slots(ledger, account)? {
+            for slot in written_slots(ledger, account, true)? {
                 push(slot, Role::Other);
             }
         }
@@ -463,7 +436,7 @@ impl DynamoStore {
                     put(ledger, account_item(&own)?, "version = :v", Some(values))?,
                     Role::Other,
                 );
-                for slot in copied_slots(ledger, account)? {
+                for slot in written_slots(ledger, account, false)? {
                     push(slot, Role::Other);
                 }
                 continue;
@@ -477,7 +450,7 @@ impl DynamoStore {
                 put(ledger, account_item(account)?, "version = :v", Some(values))?,
                 Role::Other,
             );
-            for slot in gathered_slots(ledger, account)? {
+            for slot in written_slots(ledger, account, true)? {
                 push(slot, Role::Other);
             }
         }
