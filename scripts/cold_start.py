@@ -17,6 +17,8 @@ set-up cost is not in these figures). A row marked `connectors` starts with a co
 configuration encrypted under a fresh emulator KMS key, as bank-webhooks is deployed:
 its first invocation then includes the one KMS Decrypt, whose own time (the function's
 `decrypt_ms` log field) is reported as well.
+The allocator's settings (`MIMALLOC_*`) come from template.yaml's function environment,
+as deployed.
 """
 
 import http.server
@@ -165,6 +167,18 @@ def connector_env(endpoint: str) -> dict:
     return {"FINTX_CONNECTOR_CONFIG_CIPHERTEXT": env["FINTX_CONNECTOR_CONFIG_CIPHERTEXT"], "RUST_LOG": "info"}
 
 
+def template_allocator_env() -> dict:
+    """The `MIMALLOC_*` variables template.yaml gives every function."""
+    env = {}
+    for line in (ROOT / "template.yaml").read_text().splitlines():
+        name, sep, value = line.strip().partition(": ")
+        if sep and name.startswith("MIMALLOC_"):
+            env[name] = value
+    if not env:
+        raise RuntimeError("template.yaml sets no MIMALLOC_* variable")
+    return env
+
+
 def main() -> None:
     runs = int(sys.argv[1])
     endpoint = sys.argv[2]
@@ -176,6 +190,7 @@ def main() -> None:
         "FINTX_LEDGER_TABLE": "bench-ledger", "FINTX_IDEMPOTENCY_TABLE": "bench-idem", "FINTX_WEBHOOK_EVENTS_TABLE": "bench-wh",
         "FINTX_ANALYTICS_TABLE": "bench-analytics", "FINTX_KMS_KEY_ID": "bench", "FINTX_CURSOR_KEY_ID": "bench",
         "RUST_LOG": "error",
+        **template_allocator_env(),
     })
     env.pop("FINTX_DEV_AUTH", None)
     rows = []

@@ -26,7 +26,6 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
 use aws_types::SdkConfig;
-use base64::Engine;
 use fintx_domain::{Cause, DomainError};
 
 use crate::settings::SettingsError;
@@ -82,16 +81,10 @@ where
     DomainError::Dependency(cause)
 }
 
-/// The certificate authorities every AWS service endpoint (regional, FIPS, dual-stack and
-/// PrivateLink) chains to: Amazon Trust Services' four roots and the Starfield root that
-/// cross-signs them. Anything else is refused, whatever the system store trusts.
-const AWS_ROOT_NAMES: [&str; 5] = [
-    "Amazon Root CA 1",
-    "Amazon Root CA 2",
-    "Amazon Root CA 3",
-    "Amazon Root CA 4",
-    "Starfield Services Root Certificate Authority - G2",
-];
+// `AWS_ROOT_NAMES` and `AWS_ROOTS_PEM`: the roots every AWS service endpoint chains to,
+// picked out of the Mozilla set by the build script. Anything else is refused, whatever
+// the system store trusts.
+include!(concat!(env!("OUT_DIR"), "/aws_roots.rs"));
 
 /// The SDK configuration every client of a function is built from.
 pub fn sdk_config() -> Result<SdkConfig, SettingsError> {
@@ -139,7 +132,7 @@ fn sdk_config_from(env: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, Se
 /// start that never calls AWS pays nothing for TLS.
 fn https_client() -> Result<SharedHttpClient, SettingsError> {
     let mut trust = TrustStore::empty().with_native_roots(false);
-    for pem in aws_roots_pem() {
+    for pem in AWS_ROOTS_PEM {
         trust = trust.with_pem_certificate(pem);
     }
     let context = TlsContext::builder()
@@ -155,68 +148,55 @@ fn https_client() -> Result<SharedHttpClient, SettingsError> {
         .build_https())
 }
 
-/// The AWS roots, taken from the Mozilla root program's set as the `webpki-root-certs`
-/// crate ships it, as PEM (the form the SDK's trust store takes).
-fn aws_roots_pem() -> Vec<String> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .filter(|der| AWS_ROOT_NAMES.iter().any(|name| names_subject(der, name)))
-        .map(|der| {
-            let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-            let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-            for line in body.as_bytes().chunks(64) {
-                pem.push_str(&String::from_utf8_lossy(line));
-                pem.push('\n');
-            }
-            pem.push_str("-----END CERTIFICATE-----\n");
-            pem
-        })
-        .collect()
-}
-
-/// Whether a root certificate carries `name` as a string of its own. A root is its own
-/// issuer, so the name appears in the issuer and the subject; the byte before the name
-/// is its DER length, which rules out a longer name that merely starts with it. The
-/// issuer comes right after the serial number and signature algorithm, so only the
-/// start of each certificate is searched, with a vectorised substring search: this runs
-/// at every cold start, over every root of the Mozilla set (a byte-by-byte comparison of
-/// each window was about a tenth of the function's init CPU).
-fn names_subject(der: &[u8], name: &str) -> bool {
-    const ISSUER_REGION: usize = 320;
-    let region = &der[..der.len().min(ISSUER_REGION)];
-    memchr::memmem::find_iter(region, name.as_bytes()).any(|at| at > 0 && usize::from(region[at - 1]) == name.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use std::collections::HashMap;
 
-    #[test]
-    fn the_trust_store_holds_exactly_the_aws_roots() {
-        let pems = aws_roots_pem();
-        assert_eq!(pems.len(), AWS_ROOT_NAMES.len());
-        for name in AWS_ROOT_NAMES {
-            let matching = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .filter(|der| names_subject(der, name))
-                .count();
-            assert_eq!(matching, 1, "{name}");
-        }
-        for pem in &pems {
-            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
-            assert!(pem.lines().all(|line| line.len() <= 64));
-        }
+    /// The DER of a PEM certificate, decoded here rather than by the SDK.
+    fn der_of(pem: &str) -> Vec<u8> {
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(pem.ends_with("-----END CERTIFICATE-----\n"));
+        let body: String = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .inspect(|line| assert!(line.len() <= 64))
+            .collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
     }
 
+    /// Every common name (OID 2.5.4.3) a certificate states, issuer's and subject's.
+    fn common_names(der: &[u8]) -> Vec<String> {
+        const COMMON_NAME: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+        let mut names = Vec::new();
+        for at in 0..der.len().saturating_sub(COMMON_NAME.len() + 2) {
+            if der[at..].starts_with(&COMMON_NAME) {
+                let (tag, len) = (der[at + 5], usize::from(der[at + 6]));
+                assert!(
+                    matches!(tag, 0x0c | 0x13),
+                    "a common name is a UTF8String or a PrintableString"
+                );
+                names.push(String::from_utf8(der[at + 7..at + 7 + len].to_vec()).unwrap());
+            }
+        }
+        names
+    }
+
+    /// Each root of the trust store is the one certificate of the Mozilla set whose
+    /// common name is its name, found here by the name's attribute type rather than the
+    /// build script's search.
     #[test]
-    fn a_longer_name_that_starts_with_a_root_name_does_not_match() {
-        let mut der = vec![0x0c, 17];
-        der.extend_from_slice(b"Amazon Root CA 10");
-        assert!(!names_subject(&der, "Amazon Root CA 1"));
-        let mut der = vec![0x0c, 16];
-        der.extend_from_slice(b"Amazon Root CA 1");
-        assert!(names_subject(&der, "Amazon Root CA 1"));
+    fn the_trust_store_holds_exactly_the_aws_roots() {
+        assert_eq!(AWS_ROOTS_PEM.len(), AWS_ROOT_NAMES.len());
+        for (name, pem) in AWS_ROOT_NAMES.iter().zip(AWS_ROOTS_PEM) {
+            let with_name: Vec<&[u8]> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| der.as_ref())
+                .filter(|der| common_names(der).iter().any(|cn| cn == name))
+                .collect();
+            assert_eq!(with_name, vec![der_of(pem).as_slice()], "{name}");
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
