@@ -25,7 +25,7 @@ from fintx_local import read_env  # noqa: E402
 
 # Which function serves which paths, as template.yaml routes them.
 FUNCTIONS = [
-    ("transactions", "FINTX_TRANSACTIONS_URL", r"^/v1/(accounts|transfers|payments)"),
+    ("transactions", "FINTX_TRANSACTIONS_URL", r"^/v1/(accounts|transfers|transfer-batches|payments)"),
     ("bank-webhooks", "FINTX_WEBHOOKS_URL", r"^/v1/(webhooks|webhook-events)"),
     ("analytics-rollups", "FINTX_ANALYTICS_URL", r"^/v1/analytics/"),
 ]
