@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use fintx_tests::{deliver, key, reply, sign_webhook, webhook_event, Api, Counted, COUNTED_SECRET};
+use fintx_tests::{deliver, key, reply, sign_webhook, webhook_event, Api, Counted, Reply, COUNTED_SECRET};
 use serde_json::{json, Value};
 
 /// A request to run beside others.
@@ -49,17 +49,44 @@ pub(crate) async fn listed(api: &Api<'_>, id: &str) -> Value {
         .unwrap()
 }
 
+/// Sends a request again while `again` says so, as a client retries under its key (on
+/// the single-threaded emulator, requests racing many others may run out of their time
+/// budget: 503), at most 100 times, so one that never gets through fails the test
+/// rather than hanging it.
+pub(crate) async fn retried<F, Fut>(mut send: F, again: impl Fn(&Reply) -> bool) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut last = None;
+    for _ in 0..100 {
+        let r = send().await;
+        if !again(&r) {
+            return r;
+        }
+        last = Some(r);
+    }
+    panic!("still answered as retryable after 100 attempts: {last:?}");
+}
+
+/// What a client retries: a server error.
+pub(crate) fn server_error(r: &Reply) -> bool {
+    r.status >= 500
+}
+
 /// A signed webhook delivered as a bank does: again, while it answers 5xx.
 async fn deliver_until_answered(app: &bank_webhooks::App, body: &Value, id: &str) -> Value {
     let text = body.to_string();
-    loop {
-        let headers = sign_webhook("standard-webhooks", COUNTED_SECRET, &text, Some(id), None);
-        let r = reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await);
-        if r.status < 500 {
-            assert_eq!(r.status, 200, "{r:?}");
-            return r.body;
-        }
-    }
+    let r = retried(
+        || async {
+            let headers = sign_webhook("standard-webhooks", COUNTED_SECRET, &text, Some(id), None);
+            reply(bank_webhooks::handle(app, webhook_event("demo-bank", &text, &headers)).await)
+        },
+        server_error,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
 }
 
 #[tokio::test]
@@ -114,13 +141,9 @@ async fn two_hundred_concurrent_payments_and_deposits_spread_over_slots_and_stay
             // The emulator serves one request at a time, so some of 200 at once run out
             // of their time budget (503): the client retries under the same key.
             let _in_flight = payment_gate.acquire().await.unwrap();
-            let key = key();
-            loop {
-                let r = Api::new(&app, "t1").post("/v1/payments", body.clone(), &key).await;
-                if r.status < 500 {
-                    return (r.status, r.body);
-                }
-            }
+            let (api, key) = (Api::new(&app, "t1"), key());
+            let r = retried(|| api.post("/v1/payments", body.clone(), &key), server_error).await;
+            (r.status, r.body)
         }));
         let webhooks = webhooks.clone();
         let account = customers[(i + 3) % 10].clone();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fintx_tests::{calls, key, Api, Counted};
 use serde_json::{json, Value};
 
-use crate::spread::{all, listed, money, Work};
+use crate::spread::{all, listed, money, retried, server_error, Work};
 
 /// The partitions of `account`'s balance slots that `writes` touched, and how many of
 /// the writes touched its own item.
@@ -82,13 +82,9 @@ async fn an_unlimited_account_spreads_its_movements_and_keeps_its_lifecycle_and_
             let _in_flight = gate.acquire().await.unwrap();
             let body = json!({"debit_account_id": debit, "credit_account_id": credit,
                 "amount": format!("{}.{:02}", cents / 100, cents % 100), "currency": "USD"});
-            let key = key();
-            loop {
-                let r = Api::new(&app, "t1").post("/v1/transfers", body.clone(), &key).await;
-                if r.status < 500 {
-                    return (sign * cents, r.body.clone());
-                }
-            }
+            let (api, key) = (Api::new(&app, "t1"), key());
+            let r = retried(|| api.post("/v1/transfers", body.clone(), &key), server_error).await;
+            (sign * cents, r.body)
         }));
     }
     for (cents, body) in all(work).await {
@@ -292,25 +288,12 @@ async fn lifecycle_and_limit_changes_racing_movements_through_an_unlimited_accou
         debits.spawn(async move {
             // Spread over the freeze's own round trips.
             tokio::time::sleep(std::time::Duration::from_millis(i * 4)).await;
-            let key = key();
-            loop {
-                let r = Api::new(&app, "t1")
-                    .transfer(&acct, &sink, "1.00", "USD", false, &key)
-                    .await;
-                if r.status < 500 {
-                    return r;
-                }
-            }
+            let (api, key) = (Api::new(&app, "t1"), key());
+            retried(|| api.transfer(&acct, &sink, "1.00", "USD", false, &key), server_error).await
         });
     }
-    let frozen = loop {
-        let r = api
-            .post(&format!("/v1/accounts/{acct}/freeze"), json!({}), &key())
-            .await;
-        if r.status < 500 {
-            break r;
-        }
-    };
+    let (freeze, freeze_key) = (format!("/v1/accounts/{acct}/freeze"), key());
+    let frozen = retried(|| api.post(&freeze, json!({}), &freeze_key), server_error).await;
     assert_eq!(frozen.status, 200, "{frozen:?}");
     let replies = debits.join_all().await;
     let accepted = replies.iter().filter(|r| r.status == 201).count() as i64;
@@ -335,25 +318,24 @@ async fn lifecycle_and_limit_changes_racing_movements_through_an_unlimited_accou
         let app = c.transactions.clone();
         let (acct, funder) = (acct.clone(), funder.clone());
         credits.spawn(async move {
-            let key = key();
-            loop {
-                let r = Api::new(&app, "t1")
-                    .transfer(&funder, &acct, "2.00", "USD", false, &key)
-                    .await;
-                if r.status < 500 {
-                    return r;
-                }
-            }
+            let (api, key) = (Api::new(&app, "t1"), key());
+            retried(
+                || api.transfer(&funder, &acct, "2.00", "USD", false, &key),
+                server_error,
+            )
+            .await
         });
     }
-    let bounded = loop {
-        let v = version(&api, &acct).await;
-        let r = patch(&api, &acct, json!({"version": v, "overdraft_limit": "500.00"})).await;
-        // A credit that lands between the read of the version and the PATCH moves it.
-        if r.status < 500 && !(r.status == 409 && r.body["code"] == "version_conflict") {
-            break r;
-        }
-    };
+    // A credit that lands between the read of the version and the PATCH moves it: read
+    // it again.
+    let bounded = retried(
+        || async {
+            let v = version(&api, &acct).await;
+            patch(&api, &acct, json!({"version": v, "overdraft_limit": "500.00"})).await
+        },
+        |r| server_error(r) || (r.status == 409 && r.body["code"] == "version_conflict"),
+    )
+    .await;
     assert_eq!(bounded.status, 200, "{bounded:?}");
     for r in credits.join_all().await {
         assert_eq!(r.status, 201, "{r:?}");
