@@ -53,7 +53,9 @@ fn hex(bytes: &[u8]) -> String {
     for byte in bytes {
         digits.extend_from_slice(&[DIGITS[usize::from(byte >> 4)], DIGITS[usize::from(byte & 0x0f)]]);
     }
-    String::from_utf8(digits).unwrap_or_default()
+    // Hex digits are ASCII, so this never falls back; if it did, the same bytes would
+    // still make the same text, never an empty digest shared by every key.
+    String::from_utf8(digits).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A recorded outcome: the response to replay.
